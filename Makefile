@@ -1,0 +1,40 @@
+# The exchange's entry points. `make run` and `make test` set everything up themselves.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' ' -f1)
+export NUMBA_CACHE_DIR ?= $(CURDIR)/.numba_cache
+
+.PHONY: setup run test stop bench clean
+
+$(STAMP): requirements.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (found %s); set PYTHON=python3.12 or similar." % sys.version.split()[0])'
+	@echo "==> creating $(VENV) and installing requirements (about 20 s the first time)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { echo "Could not create a virtualenv: install your distribution's python3-venv package."; exit 1; }
+	@$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.txt
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+run: setup
+	@echo "==> migrating the database"
+	@$(BIN)/python manage.py migrate --noinput -v0
+	@echo "==> loading demo data"
+	@$(BIN)/python manage.py seed_demo
+	@$(BIN)/python manage.py collectstatic --noinput -v0
+	@DEMO_MODE=1 SECURE_COOKIES=0 $(BIN)/python manage.py run_exchange
+
+stop:
+	@if [ -f .data/run.pid ]; then kill -TERM $$(cat .data/run.pid) 2>/dev/null || true; sleep 2; fi
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m exchange.embedded stop; fi
+
+test: setup
+	@$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	@for f in bench/*.py; do $(BIN)/python $$f || exit 1; done
+
+clean: stop
+	rm -rf $(VENV) .data .numba_cache

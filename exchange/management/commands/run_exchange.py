@@ -1,0 +1,95 @@
+"""Start the whole exchange on one machine: web server processes and background workers.
+
+``make run`` calls this after migrating and seeding. Ctrl-C (or ``make stop``) stops every
+process it started and, when the embedded database and Valkey are in use, those too.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from accounts import demo as accounts_demo
+from exchange import embedded
+
+PIDFILE = embedded.DATA_DIR / "run.pid"
+
+
+class Command(BaseCommand):
+    help = "Run web and background processes until Ctrl-C."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+
+    def handle(self, *args, host, port, **options):
+        python = sys.executable
+        commands = {
+            "web": [python, "-m", "uvicorn", "exchange.asgi:application", "--host", host, "--port", str(port),
+                    "--loop", "uvloop", "--http", "httptools", "--ws", "websockets", "--no-access-log"],
+        }
+        children: dict[str, subprocess.Popen] = {}
+        PIDFILE.write_text(str(os.getpid()))
+        stopping = False
+
+        def stop(*_):
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        try:
+            for name, argv in commands.items():
+                self.stdout.write(f"starting {name}: {' '.join(argv[1:4])} …")
+                children[name] = subprocess.Popen(argv, start_new_session=True)
+            url = f"http://{host}:{port}/"
+            if self._wait_healthy(url + "healthz", children):
+                self._banner(url)
+            while not stopping:
+                for name, child in children.items():
+                    if child.poll() is not None:
+                        self.stderr.write(f"{name} exited with code {child.returncode}; stopping the rest.")
+                        stopping = True
+                time.sleep(0.3)
+        finally:
+            self.stdout.write("stopping …")
+            for child in children.values():
+                if child.poll() is None:
+                    child.terminate()
+            for child in children.values():
+                try:
+                    child.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+            if not os.environ.get("DATABASE_URL") or not os.environ.get("REDIS_URL"):
+                embedded.stop()
+            PIDFILE.unlink(missing_ok=True)
+
+    def _wait_healthy(self, url: str, children) -> bool:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if any(child.poll() is not None for child in children.values()):
+                return False
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        return True
+            except OSError:
+                time.sleep(0.2)
+        self.stderr.write(f"{url} did not answer within 60 s")
+        return False
+
+    def _banner(self, url: str) -> None:
+        lines = [f"The exchange is up at {url}  (Ctrl-C or `make stop` stops it)"]
+        if settings.DEMO_MODE:
+            lines.append(f"Demo logins, password {accounts_demo.DEMO_PASSWORD}:")
+            for name, _kind, _city, _owner, people in accounts_demo.ORGANISATIONS:
+                lines += [f"  {email:<30} {role:<15} {name}" for email, role in people]
+        self.stdout.write(self.style.SUCCESS("\n".join(lines)))

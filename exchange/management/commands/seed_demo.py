@@ -1,0 +1,17 @@
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from accounts import demo as accounts_demo
+
+
+class Command(BaseCommand):
+    help = "Create the demo organisations, people and market. Running it again changes nothing."
+
+    def handle(self, *args, **options):
+        with transaction.atomic():
+            organisations = accounts_demo.seed()
+        self.stdout.write(self.style.SUCCESS(f"Demo data ready: {len(organisations)} organisations."))
+        self.stdout.write(f"Demo logins (password {accounts_demo.DEMO_PASSWORD}):")
+        for name, _kind, _city, _owner, people in accounts_demo.ORGANISATIONS:
+            for email, role in people:
+                self.stdout.write(f"  {email:<32} {role:<15} {name}")

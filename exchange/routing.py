@@ -1,0 +1,7 @@
+from django.urls import path
+
+from exchange import consumers
+
+websocket_urlpatterns = [
+    path("ws/events/", consumers.EventsConsumer.as_asgi()),
+]
