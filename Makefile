@@ -19,12 +19,13 @@ $(STAMP): requirements.txt
 setup: $(STAMP)
 
 run: setup
+	@if [ -z "$$DATABASE_URL$$REDIS_URL" ] && [ "$$($(BIN)/python -m exchange.embedded running)" = no ]; then touch .venv/.stop-embedded; else rm -f .venv/.stop-embedded; fi
 	@echo "==> migrating the database"
 	@$(BIN)/python manage.py migrate --noinput -v0
 	@echo "==> loading demo data"
-	@$(BIN)/python manage.py seed_demo
+	@OPENING_AUCTION_SECONDS=$${OPENING_AUCTION_SECONDS:-20} $(BIN)/python manage.py seed_demo
 	@$(BIN)/python manage.py collectstatic --noinput -v0
-	@DEMO_MODE=1 SECURE_COOKIES=0 $(BIN)/python manage.py run_exchange
+	@DEMO_MODE=1 SECURE_COOKIES=0 OPENING_AUCTION_SECONDS=$${OPENING_AUCTION_SECONDS:-20} $(BIN)/python manage.py run_exchange $$([ -f .venv/.stop-embedded ] && echo --stop-embedded)
 
 stop:
 	@if [ -f .data/run.pid ]; then kill -TERM $$(cat .data/run.pid) 2>/dev/null || true; sleep 2; fi

@@ -12,11 +12,14 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from exchange.fastpath import OrderEntryRouter  # noqa: E402
 from exchange.routing import websocket_urlpatterns  # noqa: E402
+
+order_entry = OrderEntryRouter(django_asgi)
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi,
+        "http": order_entry,
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -1,4 +1,5 @@
-"""WebSocket edges. They authenticate, join groups and relay ready-made events."""
+"""WebSocket edges. They authenticate, join groups, relay ready-made events, and pass
+commands to the same order services the REST API uses."""
 
 from __future__ import annotations
 
@@ -6,14 +7,21 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from accounts.access import actor_from_token, actor_from_user, check_actor
+from exchange import services
 from exchange.errors import AppError
 from exchange.events import organisation_group
+from exchange.fanout import hub
+from exchange.market_data import depth_snapshot
+from exchange.models import Instrument
+
+
+def _query(scope) -> dict[str, str]:
+    return dict(part.split("=", 1) for part in scope.get("query_string", b"").decode().split("&") if "=" in part)
 
 
 @database_sync_to_async
 def _actor_for_scope(scope):
-    query = dict(part.split("=", 1) for part in scope.get("query_string", b"").decode().split("&") if "=" in part)
-    if token := query.get("token"):
+    if token := _query(scope).get("token"):
         actor = actor_from_token(token)
     else:
         user = scope.get("user")
@@ -24,8 +32,15 @@ def _actor_for_scope(scope):
     return actor
 
 
+def _order_json(order) -> dict:
+    from exchange.api import OrderOut
+
+    return dict(OrderOut(order).data)
+
+
 class EventsConsumer(AsyncJsonWebsocketConsumer):
-    """The private stream of one organisation: its orders, trades, holds, allocations."""
+    """The private stream of one organisation (its orders, trades, holds, allocations), and
+    a command channel: ``{"action": "place" | "cancel" | "amend", "request_id": …, …}``."""
 
     async def connect(self):
         try:
@@ -45,4 +60,76 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def relay(self, message):
-        await self.send_json(message["event"])
+        for event in message["events"]:
+            await self.send_json(event)
+
+    async def receive_json(self, content, **kwargs):
+        request_id = content.get("request_id") if isinstance(content, dict) else None
+        try:
+            reply = await self._command(content)
+        except AppError as exc:
+            reply = {"type": "error", **exc.as_dict()}
+        reply["request_id"] = request_id
+        await self.send_json(reply)
+
+    @database_sync_to_async
+    def _command(self, content) -> dict:
+        if not isinstance(content, dict):
+            raise AppError("invalid", "Send a JSON object with an action.")
+        action = content.get("action")
+        body = {k: v for k, v in content.items() if k not in ("action", "request_id", "order_id")}
+        if action == "place":
+            order, created = services.order_place(actor=self.actor, data=body)
+            return {"type": "ack", "result": "accepted" if created else "duplicate", "order": _order_json(order)}
+        if action in ("cancel", "amend"):
+            order_id = content.get("order_id")
+            if not isinstance(order_id, int):
+                raise AppError("invalid", "order_id is required.", fields={"order_id": "An integer."})
+            if action == "cancel":
+                order = services.order_cancel(actor=self.actor, order_id=order_id)
+            else:
+                order = services.order_amend(actor=self.actor, order_id=order_id, data=body)
+            return {"type": "ack", "result": f"{action}_requested", "order": _order_json(order)}
+        raise AppError("invalid", "action must be place, cancel or amend.", fields={"action": "Unknown action."})
+
+
+class MarketDataConsumer(AsyncJsonWebsocketConsumer):
+    """Public market data: ``{"action": "subscribe", "instrument": CODE}`` (or unsubscribe).
+
+    After subscribing, the socket gets a ``md.snapshot`` and then ``md.update`` messages
+    with consecutive ``seq``; a gap means updates were skipped for a slow reader — fetch
+    the depth snapshot again (or resubscribe) and continue from its ``seq``.
+    """
+
+    async def connect(self):
+        self.subscriptions: dict[int, object] = {}
+        await self.accept()
+
+    async def disconnect(self, code):
+        for instrument_id, subscriber in self.subscriptions.items():
+            hub.unsubscribe(instrument_id, subscriber)
+        self.subscriptions.clear()
+
+    async def _send_raw(self, text: str) -> None:
+        # Straight to the socket: no channel-layer hop for public data.
+        await self.base_send({"type": "websocket.send", "text": text})
+
+    async def receive_json(self, content, **kwargs):
+        if not isinstance(content, dict) or content.get("action") not in ("subscribe", "unsubscribe"):
+            await self.send_json({"type": "error", "code": "invalid", "detail": "Send {\"action\": \"subscribe\", \"instrument\": CODE}."})
+            return
+        instrument = await Instrument.objects.filter(code=str(content.get("instrument"))).afirst()
+        if instrument is None:
+            await self.send_json({"type": "error", "code": "not_found", "detail": f"Unknown instrument {content.get('instrument')!r}."})
+            return
+        if content["action"] == "unsubscribe":
+            if subscriber := self.subscriptions.pop(instrument.id, None):
+                hub.unsubscribe(instrument.id, subscriber)
+            await self.send_json({"type": "unsubscribed", "instrument": instrument.code})
+            return
+        if instrument.id not in self.subscriptions:
+            # Subscribe before the snapshot so nothing published in between is lost.
+            self.subscriptions[instrument.id] = hub.subscribe(instrument.id, self._send_raw)
+            await hub.listening()
+        snapshot = await database_sync_to_async(depth_snapshot)(instrument)
+        await self.send_json({"type": "md.snapshot", **snapshot})

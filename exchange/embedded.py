@@ -159,6 +159,12 @@ def valkey_url() -> str:
         return f"redis://127.0.0.1:{port}/0"
 
 
+def running() -> bool:
+    """Whether both embedded servers are up (without starting them)."""
+    ports = [folder / "port" for folder in (PG_DIR, VALKEY_DIR)]
+    return all(p.exists() and _port_open(int(p.read_text())) for p in ports)
+
+
 def local_secret_key() -> str:
     path = DATA_DIR / "secret_key"
     with _lock():
@@ -192,6 +198,7 @@ def destroy() -> None:
 if __name__ == "__main__":
     commands = {
         "start": lambda: print(postgres_url(), valkey_url(), sep="\n"),
+        "running": lambda: print("yes" if running() else "no"),
         "stop": stop,
         "destroy": destroy,
     }

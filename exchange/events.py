@@ -14,11 +14,12 @@ def organisation_group(organisation_id: int) -> str:
     return f"org.{organisation_id}"
 
 
-def publish(group: str, event: dict) -> None:
+def publish(group: str, events: dict | list[dict]) -> None:
     """Send now (the caller has committed, or there is nothing to commit)."""
-    async_to_sync(get_channel_layer().group_send)(group, {"type": "relay", "event": event})
+    events = events if isinstance(events, list) else [events]
+    async_to_sync(get_channel_layer().group_send)(group, {"type": "relay", "events": events})
 
 
-def publish_on_commit(group: str, event: dict) -> None:
+def publish_on_commit(group: str, events: dict | list[dict]) -> None:
     """Send once the surrounding transaction commits; never for a rolled-back change."""
-    transaction.on_commit(lambda: publish(group, event))
+    transaction.on_commit(lambda: publish(group, events))

@@ -17,3 +17,285 @@ class IdempotencyRecord(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["user", "key"], name="idempotency_user_key")]
+
+
+# ---------------------------------------------------------------------------------------
+# Trading. Money is integer fen (0.01 CNY); quantities are integer SCU·h.
+# ---------------------------------------------------------------------------------------
+
+
+class FeeTier(models.Model):
+    """Maker and taker fees in basis points. Organisations without a tier pay the default."""
+
+    code = models.SlugField(unique=True)
+    name = models.CharField(max_length=100)
+    maker_bps = models.PositiveSmallIntegerField()
+    taker_bps = models.PositiveSmallIntegerField()
+    is_default = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["is_default"], condition=models.Q(is_default=True), name="one_default_tier"),
+            # Bids hold the taker fee; no fee may exceed it.
+            models.CheckConstraint(
+                condition=models.Q(maker_bps__lte=models.F("taker_bps"), taker_bps__lte=1000), name="fee_bps_sane"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.maker_bps}/{self.taker_bps} bps)"
+
+
+class MemberTier(models.Model):
+    organisation = models.OneToOneField("accounts.Organisation", on_delete=models.CASCADE, related_name="fee_tier")
+    tier = models.ForeignKey(FeeTier, on_delete=models.PROTECT)
+
+
+class Instrument(models.Model):
+    """compute class × hub × delivery window, e.g. ``AI80.NX.2026-11-24``."""
+
+    class State(models.TextChoices):
+        PRE_OPEN = "pre_open", "Pre-open (opening auction)"
+        CONTINUOUS = "continuous", "Continuous trading"
+        AUCTION = "auction", "Volatility auction"
+        HALTED = "halted", "Halted"
+        CLOSED = "closed", "Closed"
+
+    code = models.CharField(max_length=40, unique=True)
+    compute_class = models.ForeignKey("marketplace.ComputeClass", on_delete=models.PROTECT, related_name="instruments")
+    hub = models.ForeignKey("marketplace.Hub", on_delete=models.PROTECT, related_name="instruments")
+    delivery_start = models.DateTimeField()
+    delivery_end = models.DateTimeField()
+    gate_closure_at = models.DateTimeField()
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PRE_OPEN)
+    # When the current call auction (opening or volatility) uncrosses by itself.
+    auction_ends_at = models.DateTimeField(null=True, blank=True)
+    tick_fen = models.PositiveIntegerField(default=1)
+    lot_scu_h = models.PositiveIntegerField(default=1)
+    reference_price_fen = models.BigIntegerField(null=True, blank=True)
+    band_bps = models.PositiveIntegerField(default=1000)
+    last_price_fen = models.BigIntegerField(null=True, blank=True)
+    best_bid_fen = models.BigIntegerField(null=True, blank=True)
+    best_ask_fen = models.BigIntegerField(null=True, blank=True)
+    # Market-data sequence: one step per published change, so clients can detect gaps.
+    md_seq = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["delivery_start", "compute_class_id", "hub_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["compute_class", "hub", "delivery_start"], name="instrument_unique_window"),
+        ]
+        indexes = [models.Index(fields=["state", "gate_closure_at"])]
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class LedgerAccount(models.Model):
+    """A balance in fen. ``balance`` is a cache of the sum of legs; `check_ledger` proves it."""
+
+    class Kind(models.TextChoices):
+        AVAILABLE = "available", "Available"
+        HELD = "held", "Held for open bids"
+        ESCROW = "escrow", "Escrow for traded, undelivered capacity"
+        PAYABLE = "payable", "Provider payable"
+        FEES = "fees", "Exchange fees"
+        EXTERNAL = "external", "External funds"
+
+    organisation = models.ForeignKey(
+        "accounts.Organisation", on_delete=models.PROTECT, null=True, blank=True, related_name="ledger_accounts"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    balance = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organisation", "kind"], name="ledger_account_unique"),
+            models.UniqueConstraint(
+                fields=["kind"], condition=models.Q(organisation__isnull=True), name="ledger_house_account_unique"
+            ),
+            # Customer money accounts never go negative; payable may (fees owed before delivery).
+            models.CheckConstraint(
+                condition=~models.Q(kind__in=["available", "held", "escrow"]) | models.Q(balance__gte=0),
+                name="ledger_customer_nonnegative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.organisation or 'exchange'}:{self.kind}"
+
+
+class Journal(models.Model):
+    """One money movement; its legs sum to zero."""
+
+    class Kind(models.TextChoices):
+        DEPOSIT = "deposit", "Deposit"
+        WITHDRAWAL = "withdrawal", "Withdrawal"
+        HOLD = "hold", "Hold for a bid"
+        RELEASE = "release", "Hold released"
+        TRADE = "trade", "Trade"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    order = models.ForeignKey("Order", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    trade = models.ForeignKey("Trade", on_delete=models.PROTECT, null=True, blank=True, related_name="journals")
+    memo = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+
+class LedgerLeg(models.Model):
+    journal = models.ForeignKey(Journal, on_delete=models.PROTECT, related_name="legs")
+    account = models.ForeignKey(LedgerAccount, on_delete=models.PROTECT, related_name="legs")
+    amount_fen = models.BigIntegerField()
+
+
+class Order(models.Model):
+    class Side(models.TextChoices):
+        BUY = "buy", "Buy"
+        SELL = "sell", "Sell"
+
+    class Type(models.TextChoices):
+        LIMIT = "limit", "Limit"
+        MARKET = "market", "Market"
+
+    class Tif(models.TextChoices):
+        GTC = "GTC", "Good till cancelled (gate closure)"
+        GTD = "GTD", "Good till date"
+        IOC = "IOC", "Immediate or cancel"
+        FOK = "FOK", "Fill or kill"
+
+    class Status(models.TextChoices):
+        ACCEPTED = "accepted", "Accepted, waiting for the engine"
+        OPEN = "open", "Open"
+        PARTIALLY_FILLED = "partially_filled", "Partially filled"
+        FILLED = "filled", "Filled"
+        CANCELLED = "cancelled", "Cancelled"
+        EXPIRED = "expired", "Expired"
+        REJECTED = "rejected", "Rejected by the engine"
+
+    LIVE = (Status.ACCEPTED, Status.OPEN, Status.PARTIALLY_FILLED)
+
+    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="orders")
+    organisation = models.ForeignKey("accounts.Organisation", on_delete=models.PROTECT, related_name="orders")
+    # Copied from the organisation at entry: self-trade prevention compares owners.
+    owner_id = models.BigIntegerField()
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+")
+    client_order_id = models.CharField(max_length=64)
+    side = models.CharField(max_length=4, choices=Side.choices)
+    type = models.CharField(max_length=6, choices=Type.choices)
+    tif = models.CharField(max_length=3, choices=Tif.choices)
+    post_only = models.BooleanField(default=False)
+    price_fen = models.BigIntegerField(null=True)
+    qty = models.BigIntegerField()
+    remaining = models.BigIntegerField()
+    filled = models.BigIntegerField(default=0)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    protect_ticks = models.BigIntegerField(default=0)
+    # Bids: fen still held for this order, and fen held per lot (price + max taker fee).
+    held_fen = models.BigIntegerField(default=0)
+    hold_per_lot_fen = models.BigIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACCEPTED)
+    reason = models.CharField(max_length=32, blank=True)
+    # Inbox sequence of the command that gave the order its current time priority.
+    priority_seq = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organisation", "client_order_id"], name="order_client_id_unique"),
+            models.CheckConstraint(condition=models.Q(remaining__gte=0, filled__gte=0, held_fen__gte=0), name="order_nonnegative"),
+        ]
+        indexes = [
+            models.Index(fields=["organisation", "-id"]),
+            models.Index(fields=["instrument", "status"], condition=models.Q(status__in=["accepted", "open", "partially_filled"]), name="order_live_idx"),
+        ]
+
+
+class InboxCommand(models.Model):
+    """Commands for the engine, in sequence. A row is processed exactly once (``processed_at``)."""
+
+    class Action(models.TextChoices):
+        NEW = "new", "New order"
+        CANCEL = "cancel", "Cancel"
+        AMEND = "amend", "Amend"
+        UNCROSS = "uncross", "Uncross the call auction"
+        AUCTION = "auction", "Start a call auction"
+        CLOSE = "close", "Gate closure: cancel everything"
+        EXPIRE = "expire", "Expire due GTD orders"
+
+    seq = models.BigAutoField(primary_key=True)
+    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="+")
+    action = models.CharField(max_length=8, choices=Action.choices)
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    new_price_fen = models.BigIntegerField(null=True, blank=True)
+    new_qty = models.BigIntegerField(null=True, blank=True)
+    # An amend that needs more funds holds them at entry; the engine adds them to the order
+    # (or gives them back if the amend is refused).
+    extra_hold_fen = models.BigIntegerField(default=0)
+    new_hold_per_lot_fen = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["seq"], condition=models.Q(processed_at__isnull=True), name="inbox_pending_idx"),
+        ]
+
+
+class Trade(models.Model):
+    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="trades")
+    # The inbox command that produced it and its place among that command's fills: a
+    # replayed command can never write the same trade twice.
+    inbox_seq = models.BigIntegerField()
+    match_index = models.IntegerField()
+    price_fen = models.BigIntegerField()
+    qty = models.BigIntegerField()
+    buy_order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="+")
+    sell_order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="+")
+    buyer = models.ForeignKey("accounts.Organisation", on_delete=models.PROTECT, related_name="+")
+    seller = models.ForeignKey("accounts.Organisation", on_delete=models.PROTECT, related_name="+")
+    aggressor = models.CharField(max_length=7, choices=[("buy", "Buy"), ("sell", "Sell"), ("auction", "Auction")])
+    buyer_fee_fen = models.BigIntegerField()
+    seller_fee_fen = models.BigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["inbox_seq", "match_index"], name="trade_once")]
+        indexes = [models.Index(fields=["instrument", "-id"])]
+
+
+class CapacityPosition(models.Model):
+    """An organisation's capacity in one instrument, beyond what its listings give.
+
+    Sellable = listed (from marketplace listing periods) + bought − sold − held.
+    """
+
+    organisation = models.ForeignKey("accounts.Organisation", on_delete=models.PROTECT, related_name="+")
+    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="+")
+    held = models.BigIntegerField(default=0)
+    sold = models.BigIntegerField(default=0)
+    bought = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organisation", "instrument"], name="capacity_position_unique"),
+            models.CheckConstraint(condition=models.Q(held__gte=0, sold__gte=0, bought__gte=0), name="capacity_nonnegative"),
+        ]
+
+
+class Allocation(models.Model):
+    """Which asset and device type deliver (part of) a trade, and how many device-hours."""
+
+    trade = models.ForeignKey(Trade, on_delete=models.PROTECT, related_name="allocations")
+    holder = models.ForeignKey("accounts.Organisation", on_delete=models.PROTECT, related_name="allocations")
+    listing_period = models.ForeignKey("marketplace.ListingPeriod", on_delete=models.PROTECT, related_name="allocations")
+    # A resale passes on part of an earlier allocation; the chain leads back to the listing.
+    source = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="resales")
+    scu_h = models.BigIntegerField()
+    device_hours = models.DecimalField(max_digits=18, decimal_places=4)
+    # SCU·h of this allocation passed on by resale.
+    resold_scu_h = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=models.Q(scu_h__gt=0, resold_scu_h__gte=0), name="allocation_positive")]

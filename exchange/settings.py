@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "channels",
     "accounts",
+    "marketplace",
     "exchange",
 ]
 
@@ -93,6 +94,8 @@ TEMPLATES = [
 DATABASE_URL = env_str("DATABASE_URL") or embedded.postgres_url()
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if env_str("TEST_DATABASE_NAME"):
+    DATABASES["default"]["TEST"] = {"NAME": env_str("TEST_DATABASE_NAME")}
 
 REDIS_URL = env_str("REDIS_URL") or embedded.valkey_url()
 CHANNEL_LAYERS = {
@@ -187,6 +190,13 @@ CACHES = {
         "KEY_PREFIX": env_str("CHANNEL_PREFIX", "cx"),
     }
 }
+
+# Trading
+INSTRUMENT_HORIZON_DAYS = env_int("INSTRUMENT_HORIZON_DAYS", 7)
+GATE_CLOSURE_MINUTES = env_int("GATE_CLOSURE_MINUTES", 120)
+OPENING_AUCTION_SECONDS = env_int("OPENING_AUCTION_SECONDS", 300)
+VOLATILITY_AUCTION_SECONDS = env_int("VOLATILITY_AUCTION_SECONDS", 60)
+PRICE_BAND_BPS = env_int("PRICE_BAND_BPS", 1000)
 
 LOGGING = {
     "version": 1,

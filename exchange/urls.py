@@ -10,13 +10,19 @@ api_v1 = [
     path("me/", accounts_api.MeApi.as_view(), name="me"),
     path("tokens/", accounts_api.TokenListApi.as_view(), name="tokens"),
     path("tokens/<int:token_id>/", accounts_api.TokenDetailApi.as_view(), name="token-detail"),
+    path("", include("exchange.api_urls")),
+    path("", include("marketplace.api_urls")),
 ]
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
+    path("markets/", views.markets, name="markets"),
+    path("markets/<str:code>/", views.market_detail, name="market-detail"),
+    path("funds/demo-top-up/", views.funds_topup, name="funds-topup"),
     path("i18n/setlang/", set_language, name="set_language"),
     path("accounts/", include("accounts.urls")),
+    path("capacity/", include("marketplace.urls")),
     path("api/v1/", include((api_v1, "api"), namespace="api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

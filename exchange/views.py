@@ -83,3 +83,63 @@ def server_error(request):
 
 def csrf_failure(request, reason=""):
     return render(request, "403_csrf.html", status=403)
+
+
+def markets(request):
+    """Every tradeable instrument with its ticker; prices update live over /ws/market/."""
+    from django.core.paginator import Paginator
+
+    from exchange.selectors import instrument_list
+    from exchange.models import Instrument
+
+    state = request.GET.get("state") or None
+    queryset = instrument_list(class_code=request.GET.get("class") or None, hub_code=request.GET.get("hub") or None,
+                               state=state)
+    if not state:
+        queryset = queryset.exclude(state=Instrument.State.CLOSED)
+    page = Paginator(queryset.order_by("delivery_start", "compute_class__code", "hub__sort_order"), 40).get_page(
+        request.GET.get("page"))
+    from marketplace.models import ComputeClass, Hub
+
+    return render(request, "exchange/markets.html", {
+        "page": page, "classes": ComputeClass.objects.all(), "hubs": Hub.objects.all(),
+        "states": Instrument.State.choices, "filters": request.GET,
+    })
+
+
+def market_detail(request, code: str):
+    from django.shortcuts import get_object_or_404
+
+    from accounts.selectors import membership_current
+    from exchange.selectors import instrument_list, ticker
+
+    instrument = get_object_or_404(instrument_list(), code=code)
+    membership = membership_current(user=request.user)
+    return render(request, "exchange/market_detail.html", {
+        "instrument": instrument, "ticker": ticker(instrument=instrument), "membership": membership,
+        "can_trade": bool(membership and membership.role in ("trader", "provider_admin")
+                          and membership.organisation.is_verified),
+    })
+
+
+def funds_topup(request):
+    """Demo mode only: add demo funds to the signed-in person's organisation."""
+    from django.contrib import messages
+    from django.http import Http404
+    from django.shortcuts import redirect
+    from django.utils.translation import gettext as _
+
+    from accounts.selectors import membership_current
+    from exchange import ledger
+
+    if not settings.DEMO_MODE:
+        raise Http404("Top-ups exist only in demo mode.")
+    if request.method != "POST" or not request.user.is_authenticated:
+        return redirect("markets")
+    membership = membership_current(user=request.user)
+    if membership is None or membership.organisation.is_suspended:
+        messages.error(request, _("Your organisation cannot receive funds."))
+    else:
+        ledger.deposit(organisation=membership.organisation, amount_fen=1_000_000_00, memo="demo top-up")
+        messages.success(request, _("Added 1,000,000.00 CNY of demo funds."))
+    return redirect(request.POST.get("next") or "markets")

@@ -57,3 +57,78 @@ def buyer_api(buyer) -> APIClient:
 @pytest.fixture
 def provider_api(provider) -> APIClient:
     return token_client(provider, scopes=("read", "trade", "provide"))
+
+
+# --------------------------------------------------------------------------- marketplace
+
+
+@pytest.fixture
+def catalogue(db):
+    """The hubs, clusters and classes of the data migration (re-made after a transactional test emptied them)."""
+    from marketplace.catalogue import catalogue_load
+    from marketplace.models import Cluster, ComputeClass, Hub
+
+    catalogue_load(hub_model=Hub, cluster_model=Cluster, class_model=ComputeClass)
+    return {"classes": {c.code: c for c in ComputeClass.objects.all()}, "hubs": {h.code: h for h in Hub.objects.all()}}
+
+
+@pytest.fixture
+def attestor() -> Membership:
+    return MembershipFactory(organisation__kind=Organisation.Kind.ATTESTOR, role=Membership.Role.PROVIDER_ADMIN)
+
+
+@pytest.fixture
+def attestor_key(attestor):
+    """(AttestorKey, private key) of the ``attestor`` organisation."""
+    from marketplace.services import attestor_key_register
+    from marketplace.signing import public_key_b64
+    from tests.factories import attestor_private_key
+
+    private_key = attestor_private_key()
+    key = attestor_key_register(organisation=attestor.organisation, public_key=public_key_b64(private_key))
+    return key, private_key
+
+
+@pytest.fixture
+def device_type(catalogue, attestor_key):
+    """An 80 GB accelerator attested at 0.8000 (FP16) and 0.0520 (FP64): qualifies for AI80, AI24 and HPC64."""
+    from tests.factories import DeviceTypeFactory, attest
+
+    device_type = DeviceTypeFactory()
+    key, private_key = attestor_key
+    attest(device_type=device_type, attestor_key=key, private_key=private_key)
+    return device_type
+
+
+@pytest.fixture
+def asset(provider, device_type):
+    """The ``provider``'s hall in Zhongwei (NX) with 100 ``device_type`` devices, owned alone."""
+    from marketplace.models import Cluster
+    from marketplace.services import asset_register
+
+    return asset_register(provider=provider.organisation, name="Zhongwei Hall A", cluster=Cluster.objects.get(code="NX-ZW"),
+                          pue="1.15", green_share="86.00", inventory=[(device_type, 100)])
+
+
+@pytest.fixture
+def tomorrow():
+    """00:00 China time tomorrow, as aware UTC: the first whole daily period to list."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from marketplace.periods import china_midnight, china_today
+
+    return china_midnight(china_today(timezone.now()) + timedelta(days=1))
+
+
+@pytest.fixture
+def listing(asset, device_type, catalogue, tomorrow):
+    """40 devices of the asset in AI80 for three days from tomorrow: 768 SCU·h per day."""
+    from datetime import timedelta
+
+    from marketplace.services import listing_create
+
+    return listing_create(asset=asset, device_type=device_type, compute_class=catalogue["classes"]["AI80"],
+                          device_count=40, window_start=tomorrow, window_end=tomorrow + timedelta(days=3),
+                          reserve_price="15.80")

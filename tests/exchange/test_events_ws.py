@@ -30,7 +30,7 @@ async def test_private_stream_relays_the_organisations_events(buyer):
     assert connected
     assert (await ws.receive_json_from(timeout=3))["type"] == "hello"
     await get_channel_layer().group_send(
-        organisation_group(buyer.organisation_id), {"type": "relay", "event": {"type": "order.accepted", "seq": 1}}
+        organisation_group(buyer.organisation_id), {"type": "relay", "events": [{"type": "order.accepted", "seq": 1}]}
     )
     assert await ws.receive_json_from(timeout=3) == {"type": "order.accepted", "seq": 1}
     await ws.disconnect()

@@ -28,13 +28,20 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+        parser.add_argument("--stop-embedded", action="store_true",
+                            help="stop the embedded PostgreSQL and Valkey on exit (make run: when it started them)")
+        parser.add_argument("--web-processes", type=int, default=int(os.environ.get("WEB_PROCESSES", "2")))
+        parser.add_argument("--no-simulation", action="store_true",
+                            default=os.environ.get("SIMULATE", "1") in ("0", "false", "no"),
+                            help="do not run the demo market simulator (or set SIMULATE=0)")
 
     def handle(self, *args, host, port, **options):
         python = sys.executable
-        commands = {
-            "web": [python, "-m", "uvicorn", "exchange.asgi:application", "--host", host, "--port", str(port),
-                    "--loop", "uvloop", "--http", "httptools", "--ws", "websockets", "--no-access-log"],
-        }
+        web = [python, "-m", "exchange.serve", "--host", host, "--port", str(port)]
+        commands = {f"web-{i + 1}": web for i in range(options["web_processes"])}
+        commands["engine"] = [python, "manage.py", "run_engine", "--shard", "0/1"]
+        if not options["no_simulation"]:
+            commands["simulator"] = [python, "manage.py", "simulate_market"]
         children: dict[str, subprocess.Popen] = {}
         PIDFILE.write_text(str(os.getpid()))
         stopping = False
@@ -68,7 +75,7 @@ class Command(BaseCommand):
                     child.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     child.kill()
-            if not os.environ.get("DATABASE_URL") or not os.environ.get("REDIS_URL"):
+            if options["stop_embedded"]:
                 embedded.stop()
             PIDFILE.unlink(missing_ok=True)
 

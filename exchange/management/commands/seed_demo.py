@@ -2,6 +2,8 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from accounts import demo as accounts_demo
+from exchange import demo as exchange_demo
+from marketplace import demo as marketplace_demo
 
 
 class Command(BaseCommand):
@@ -10,7 +12,13 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         with transaction.atomic():
             organisations = accounts_demo.seed()
+            market = marketplace_demo.seed(organisations)
+            exchange_demo.seed(organisations)
         self.stdout.write(self.style.SUCCESS(f"Demo data ready: {len(organisations)} organisations."))
+        self.stdout.write(
+            f"Marketplace: {market['device_types']} attested device types, {market['assets']} co-owned assets, "
+            f"{market['listings_created']} new listings over the next {marketplace_demo.HORIZON_DAYS} days."
+        )
         self.stdout.write(f"Demo logins (password {accounts_demo.DEMO_PASSWORD}):")
         for name, _kind, _city, _owner, people in accounts_demo.ORGANISATIONS:
             for email, role in people:

@@ -1,0 +1,128 @@
+"""Engine runner benchmark: inbox → matching → one transaction → events published.
+
+    .venv/bin/python bench/engine.py [--orders 150000] [--profile-orders 50000] [--batch-size 5000]
+
+Set-up (not timed): a throw-away database (see bench/lib/harness.py), 4 continuous
+instruments, 32 funded buyers, 32 providers with huge listed capacity; the inbox is
+pre-filled through ``cx_place_orders`` (1,000 orders per call) with a mix that trades
+(bench/lib/market.py ``trading_mix``: GTC bids and asks overlapping around the reference
+price, 10 % IOC through the touch, 4 % market IOC; about a third of the orders trade).
+
+Timed: an in-process ``EngineRunner(batch_size=5000)``: ``load()``, then ``step()`` until the
+inbox is empty — every batch commits order states, trades, allocations, ledger journals,
+capacity positions and the instrument row, then publishes private events (channel layer)
+and market data (Redis PUBLISH) after commit.
+
+Figures:
+  engine.end_to_end_orders_per_s   inbox commands processed per second of wall time.
+On stderr: trades/s, CPU split (this process vs PostgreSQL), a ledger check, and the top
+costs of a second, cProfile'd drain of ``--profile-orders`` more orders.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+import sys
+import time
+from pathlib import Path
+
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from bench.lib.harness import CpuMeter, Environment, describe_cpu, emit, log  # noqa: E402
+
+
+def prefill(env: Environment, market, count: int, *, seed: int, tag: str) -> None:
+    import psycopg
+
+    from bench.lib.market import place_direct, trading_mix
+
+    orders = trading_mix(market, count, seed=seed, tag=tag)
+    started = time.monotonic()
+    totals: dict[str, int] = {}
+    with psycopg.connect(env.database_url) as conn:
+        for i in range(0, len(orders), 1000):
+            for code, n in place_direct(conn, orders[i:i + 1000]).items():
+                totals[code] = totals.get(code, 0) + n
+    elapsed = time.monotonic() - started
+    log(f"prefill: {count:,} orders through cx_place_orders in {elapsed:.1f} s ({count / elapsed:,.0f}/s): {totals}")
+    if totals.get("accepted", 0) != count:
+        log("WARNING: not every pre-filled order was accepted")
+
+
+def drain(runner, *, profile: cProfile.Profile | None = None) -> tuple[int, float]:
+    started = time.perf_counter()
+    total = 0
+    if profile:
+        profile.enable()
+    while n := runner.step():
+        total += n
+    if profile:
+        profile.disable()
+    return total, time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--orders", type=int, default=150_000)
+    parser.add_argument("--profile-orders", type=int, default=50_000)
+    parser.add_argument("--batch-size", type=int, default=5000)
+    parser.add_argument("--experiment", action="append", default=[],
+                        help="apply a proposed engine change from bench/lib/engine_patches.py (measurement only)")
+    args = parser.parse_args()
+
+    with Environment("engine") as env:
+        from django.db import connection
+
+        from bench.lib.market import market_create
+        from exchange.engine import EngineRunner
+        from exchange.ledger import ledger_check
+        from exchange.models import InboxCommand, Trade
+
+        if args.experiment:
+            from bench.lib import engine_patches
+
+            engine_patches.apply(args.experiment)
+            log(f"EXPERIMENT: engine patched with {args.experiment}; the figure is not the shipped code's")
+        market = market_create(instruments=4, buyers=32, providers=32)
+        prefill(env, market, args.orders, seed=1, tag="e")
+
+        runner = EngineRunner(batch_size=args.batch_size)
+        runner.load()
+        # Warm up outside the timing: numba compile/cache load, first queries.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        meter = CpuMeter({"bench process (Python)": lambda: [__import__("os").getpid()],
+                          "PostgreSQL": env.postgres_pids}).start()
+        processed, elapsed = drain(runner)
+        usage = meter.stop()
+        trades = Trade.objects.count()
+        pending = InboxCommand.objects.filter(processed_at__isnull=True).count()
+        emit("engine.end_to_end_orders_per_s", processed / elapsed, "orders/s")
+        log(f"engine: {processed:,} commands in {elapsed:.2f} s with batch_size {args.batch_size}; "
+            f"{trades:,} trades ({trades / elapsed:,.0f} trades/s); {pending} left pending")
+        log(describe_cpu(usage, per=processed, what="order"))
+        problems = ledger_check()
+        log("ledger check: " + ("balanced" if not problems else "; ".join(problems[:5])))
+
+        if args.profile_orders:
+            prefill(env, market, args.profile_orders, seed=2, tag="p")
+            profile = cProfile.Profile()
+            before = Trade.objects.count()
+            processed, elapsed = drain(runner, profile=profile)
+            log(f"profiled drain: {processed:,} commands, {Trade.objects.count() - before:,} trades in {elapsed:.2f} s "
+                f"({processed / elapsed:,.0f}/s under cProfile; the profiler slows Python, not PostgreSQL)")
+            sections = (("tottime", "own time", (18,)),
+                        ("cumulative", "cumulative time, project code only", (r"/(exchange|marketplace|matching)/", 25)))
+            for key, title, restrictions in sections:
+                out = io.StringIO()
+                stats = pstats.Stats(profile, stream=out)
+                stats.sort_stats(key).print_stats(*restrictions)
+                text = out.getvalue()
+                log(f"---- top functions by {title}\n" + text[text.find("   ncalls"):].rstrip())
+
+
+if __name__ == "__main__":
+    main()

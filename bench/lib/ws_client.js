@@ -1,0 +1,225 @@
+// Market-data subscribers for bench/ws_fanout.py: N WebSocket clients of /ws/market/.
+//
+//   WS_URL=ws://127.0.0.1:PORT/ws/market/ ORIGIN=http://127.0.0.1:PORT INSTRUMENT=CODE CLIENTS=1000 \
+//   NODE_PATH=bench/.node/node_modules node bench/lib/ws_client.js
+//
+// Each client subscribes ({"action":"subscribe","instrument":CODE}) and waits for its
+// md.snapshot; then "ready" is printed. Commands on stdin, one per line:
+//   start NAME   start counting (every client's sequence check restarts)
+//   stop         print the phase's figures as one JSON line
+//   quit         close every socket and exit
+//   commit SEQ MS  the engine's commit of md seq SEQ was seen at epoch MS (ms, fractional)
+// Per md.update message received: the sequence check (a gap is seq > last + 1; the number
+// of skipped seqs is summed), and two delays to the message's arrival here, each in a
+// histogram of 0.1 ms buckets: from the newest trade's "time" in it (the engine's
+// created_at, set before the rest of its transaction) and from the commit time of its seq
+// given on stdin (messages whose commit time comes later wait for it). No permessage-deflate unless COMPRESS=1 (what a browser
+// would negotiate). The client parses only what it needs (seq, the last trade time).
+'use strict';
+const WebSocket = require('ws');
+const readline = require('readline');
+const { performance } = require('perf_hooks');
+
+const url = process.env.WS_URL;
+const origin = process.env.ORIGIN;
+const instrument = process.env.INSTRUMENT;
+const clients = parseInt(process.env.CLIENTS || '1000', 10);
+const compress = process.env.COMPRESS === '1';
+const nowMs = () => performance.timeOrigin + performance.now();
+
+const BUCKET_MS = 0.1;
+const BUCKETS = 600000; // up to 60 s
+const hist = new Uint32Array(BUCKETS); // delay from the newest trade's "time"
+const histCommit = new Uint32Array(BUCKETS); // delay from the commit time sent on stdin ("commit SEQ MS")
+let counting = false;
+let stats = null;
+const commitAt = new Map(); // seq → epoch ms of the engine's commit (as observed by the bench)
+const waiting = new Map(); // seq → arrival times of messages whose commit time is not known yet
+
+function bucket(delay) {
+  return Math.max(0, Math.min(BUCKETS - 1, Math.floor(delay / BUCKET_MS)));
+}
+
+function recordCommitDelay(delay) {
+  histCommit[bucket(delay)] += 1;
+  stats.commit_timed += 1;
+  if (delay > stats.commit_max_ms) stats.commit_max_ms = delay;
+}
+
+function reset(name) {
+  hist.fill(0);
+  histCommit.fill(0);
+  commitAt.clear();
+  waiting.clear();
+  stats = {
+    name, messages: 0, timed: 0, commit_timed: 0, commit_max_ms: 0, gaps: 0, gap_events: 0, clients_with_gaps: 0, out_of_order: 0,
+    unique_trades: 0, unique_messages: 0, seen: new Set(), bytes: 0, max_ms: 0, closed: 0,
+    started: nowMs(), cpu: process.cpuUsage(),
+  };
+  for (const s of subs) { s.last = -1; s.gapped = false; }
+}
+
+// "2026-11-24T08:00:00.123456+00:00" at s[i] → epoch ms (fractional).
+function parseIso(s, i) {
+  const num = (a, n) => parseInt(s.substr(a, n), 10);
+  let ms = Date.UTC(num(i, 4), num(i + 5, 2) - 1, num(i + 8, 2), num(i + 11, 2), num(i + 14, 2), num(i + 17, 2));
+  let j = i + 19;
+  if (s[j] === '.') {
+    let k = j + 1;
+    while (k < s.length && s.charCodeAt(k) >= 48 && s.charCodeAt(k) <= 57) k++;
+    ms += parseFloat('0' + s.substring(j, k)) * 1000;
+    j = k;
+  }
+  const sign = s[j];
+  if (sign === '+' || sign === '-') {
+    const off = (num(j + 1, 2) * 60 + num(j + 4, 2)) * 60000;
+    ms -= sign === '+' ? off : -off;
+  }
+  return ms;
+}
+
+const subs = [];
+let ready = 0;
+let failed = 0;
+let announced = false;
+
+function announce() {
+  if (!announced && ready + failed >= clients) {
+    announced = true;
+    process.stdout.write(JSON.stringify({ ready, failed }) + '\n');
+  }
+}
+
+function open(index) {
+  const sub = { index, last: -1, gapped: false, snapshot: false };
+  subs.push(sub);
+  return new Promise((resolve) => {
+    const ws = new WebSocket(url, { origin, perMessageDeflate: compress });
+    sub.ws = ws;
+    ws.on('open', () => ws.send(JSON.stringify({ action: 'subscribe', instrument })));
+    ws.on('message', (data) => {
+      const t = nowMs();
+      const s = data.toString();
+      if (s.startsWith('{"type":"md.update"')) {
+        const i = s.indexOf('"seq":');
+        const seq = parseInt(s.substr(i + 6, 20), 10);
+        if (counting) {
+          if (sub.last >= 0) {
+            if (seq > sub.last + 1) {
+              stats.gaps += seq - sub.last - 1;
+              stats.gap_events += 1;
+              if (!sub.gapped) { sub.gapped = true; stats.clients_with_gaps += 1; }
+            } else if (seq <= sub.last) {
+              stats.out_of_order += 1;
+            }
+          }
+          stats.messages += 1;
+          stats.bytes += s.length;
+          const k = s.lastIndexOf('"time":"');
+          if (k > 0) {
+            const delay = t - parseIso(s, k + 8);
+            hist[bucket(delay)] += 1;
+            stats.timed += 1;
+            if (delay > stats.max_ms) stats.max_ms = delay;
+          }
+          const committed = commitAt.get(seq);
+          if (committed !== undefined) {
+            recordCommitDelay(t - committed);
+          } else {
+            let list = waiting.get(seq);
+            if (list === undefined) waiting.set(seq, (list = []));
+            list.push(t);
+          }
+          if (!stats.seen.has(seq)) { // once per message, whichever subscriber gets it first
+            stats.seen.add(seq);
+            stats.unique_messages += 1;
+            let from = 0;
+            while ((from = s.indexOf('"aggressor"', from) + 1) > 0) stats.unique_trades += 1;
+          }
+        }
+        if (seq > sub.last) sub.last = seq;
+      } else if (!sub.snapshot && s.indexOf('md.snapshot') >= 0) {
+        sub.snapshot = true;
+        ready += 1;
+        announce();
+        resolve();
+      } else if (s.indexOf('"error"') >= 0) {
+        process.stderr.write(`client ${index}: ${s.slice(0, 200)}\n`);
+      }
+    });
+    ws.on('close', () => {
+      if (!sub.snapshot) { failed += 1; announce(); resolve(); } else if (stats) { stats.closed += 1; }
+    });
+    ws.on('error', (err) => {
+      if (!sub.snapshot && failed < 5) process.stderr.write(`client ${index}: ${err.message}\n`);
+    });
+  });
+}
+
+function percentileMs(h, count, q) {
+  const target = Math.ceil(count * q);
+  let seen = 0;
+  for (let b = 0; b < h.length; b++) {
+    seen += h[b];
+    if (seen >= target && target > 0) return (b + 1) * BUCKET_MS;
+  }
+  return null;
+}
+
+function report() {
+  const elapsed = (nowMs() - stats.started) / 1000;
+  const cpu = process.cpuUsage(stats.cpu);
+  const out = {
+    name: stats.name, seconds: elapsed, messages: stats.messages, timed: stats.timed,
+    deliveries_per_s: stats.messages / elapsed,
+    p50_ms: percentileMs(hist, stats.timed, 0.5), p90_ms: percentileMs(hist, stats.timed, 0.9),
+    p99_ms: percentileMs(hist, stats.timed, 0.99), p999_ms: percentileMs(hist, stats.timed, 0.999), max_ms: stats.max_ms,
+    commit_timed: stats.commit_timed, commit_unmatched: [...waiting.values()].reduce((a, l) => a + l.length, 0),
+    commit_p50_ms: percentileMs(histCommit, stats.commit_timed, 0.5),
+    commit_p90_ms: percentileMs(histCommit, stats.commit_timed, 0.9),
+    commit_p99_ms: percentileMs(histCommit, stats.commit_timed, 0.99),
+    commit_p999_ms: percentileMs(histCommit, stats.commit_timed, 0.999), commit_max_ms: stats.commit_max_ms, gaps: stats.gaps, gap_events: stats.gap_events, clients_with_gaps: stats.clients_with_gaps,
+    out_of_order: stats.out_of_order, closed: stats.closed,
+    messages_per_s_one_client: stats.unique_messages / elapsed,
+    trades_per_s_one_client: stats.unique_trades / elapsed,
+    mean_message_bytes: stats.messages ? stats.bytes / stats.messages : 0,
+    client_cpu_cores: (cpu.user + cpu.system) / 1e6 / elapsed,
+  };
+  process.stdout.write(JSON.stringify(out) + '\n');
+}
+
+async function main() {
+  reset('idle');
+  const wave = 50;
+  for (let i = 0; i < clients; i += wave) {
+    const batch = [];
+    for (let j = i; j < Math.min(clients, i + wave); j++) batch.push(open(j));
+    await Promise.all(batch);
+  }
+  announce();
+  const rl = readline.createInterface({ input: process.stdin });
+  rl.on('line', (line) => {
+    const text = line.trim();
+    const space = text.indexOf(' ');
+    const cmd = space < 0 ? text : text.slice(0, space);
+    const arg = space < 0 ? '' : text.slice(space + 1);
+    if (cmd === 'commit') {
+      const [seq, ms] = arg.split(' ').map(Number);
+      if (!counting) return;
+      commitAt.set(seq, ms);
+      const list = waiting.get(seq);
+      if (list !== undefined) {
+        for (const t of list) recordCommitDelay(t - ms);
+        waiting.delete(seq);
+      }
+    } else if (cmd === 'start') { reset(arg || 'phase'); counting = true; }
+    else if (cmd === 'stop') { counting = false; report(); }
+    else if (cmd === 'quit') {
+      for (const s of subs) { try { s.ws.terminate(); } catch (e) { /* gone */ } }
+      process.exit(0);
+    }
+  });
+  rl.on('close', () => process.exit(0));
+}
+
+main();

@@ -1,0 +1,99 @@
+"""Which asset delivers each trade: capacity allocation, exact at the SCU·h level.
+
+A seller's capacity in an instrument comes first from its own listings (oldest listing
+first), then from capacity it bought earlier in the same instrument (resale): a resale
+passes on part of an earlier allocation, so every allocation leads back to a listing
+period, its asset and device type. Device-hours = SCU·h ÷ the device type's factor.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.db.models import F
+
+from exchange.models import Allocation, Instrument, Trade
+
+DEVICE_HOURS = Decimal("0.0001")
+
+
+class CapacityShortfall(RuntimeError):
+    """A trade whose seller has no capacity left to allocate: an invariant is broken."""
+
+
+def _device_hours(scu_h: int, factor: Decimal) -> Decimal:
+    return (Decimal(scu_h) / factor).quantize(DEVICE_HOURS, rounding=ROUND_HALF_UP)
+
+
+def allocate(trades: list[Trade]) -> list[Allocation]:
+    """Create the allocations of ``trades`` (already saved) and mark listing capacity sold."""
+    from marketplace.models import ListingPeriod
+    from marketplace.services import provenance_append
+
+    instruments = Instrument.objects.in_bulk({t.instrument_id for t in trades})
+    periods: dict[tuple[int, int], list] = {}
+    held: dict[tuple[int, int], list[Allocation]] = {}
+    touched_periods: dict[int, object] = {}
+    touched_sources: dict[int, Allocation] = {}
+    created: list[Allocation] = []
+    sold_by_asset: dict[int, list[dict]] = {}
+    for trade in trades:
+        key = (trade.seller_id, trade.instrument_id)
+        instrument = instruments[trade.instrument_id]
+        if key not in periods:
+            periods[key] = list(
+                ListingPeriod.objects.select_for_update(of=("self",))
+                .select_related("listing__asset", "listing__device_type")
+                .filter(provider_id=trade.seller_id, compute_class_id=instrument.compute_class_id,
+                        hub_id=instrument.hub_id, period_start=instrument.delivery_start,
+                        scu_h__gt=F("sold_scu_h"))
+                .order_by("listing_id", "id")
+            )
+            held[key] = list(
+                Allocation.objects.select_for_update(of=("self",))
+                .select_related("listing_period__listing__asset")
+                .filter(holder_id=trade.seller_id, trade__instrument_id=trade.instrument_id, scu_h__gt=F("resold_scu_h"))
+                .order_by("id")
+            )
+        need = trade.qty
+        for period in periods[key]:
+            if need == 0:
+                break
+            take = min(need, period.scu_h - period.sold_scu_h)
+            if take <= 0:
+                continue
+            period.sold_scu_h += take
+            touched_periods[period.id] = period
+            need -= take
+            created.append(Allocation(trade=trade, holder_id=trade.buyer_id, listing_period=period, scu_h=take,
+                                      device_hours=_device_hours(take, period.listing.factor)))
+            sold_by_asset.setdefault(period.listing.asset_id, []).append(
+                {"trade": trade.id, "instrument": instrument.code, "scu_h": take, "listing": period.listing_id})
+        for source in held[key]:
+            if need == 0:
+                break
+            take = min(need, source.scu_h - source.resold_scu_h)
+            if take <= 0:
+                continue
+            source.resold_scu_h += take
+            touched_sources[source.id] = source
+            need -= take
+            created.append(Allocation(trade=trade, holder_id=trade.buyer_id, listing_period=source.listing_period,
+                                      source=source, scu_h=take,
+                                      device_hours=_device_hours(take, source.listing_period.listing.factor)))
+            sold_by_asset.setdefault(source.listing_period.listing.asset_id, []).append(
+                {"trade": trade.id, "instrument": instrument.code, "scu_h": take, "resale_of": source.id})
+        if need:
+            raise CapacityShortfall(f"trade {trade.id}: seller {trade.seller_id} lacks {need} SCU·h to allocate")
+    if touched_periods:
+        ListingPeriod.objects.bulk_update(touched_periods.values(), ["sold_scu_h"])
+    if touched_sources:
+        Allocation.objects.bulk_update(touched_sources.values(), ["resold_scu_h"])
+    Allocation.objects.bulk_create(created)
+    assets = {}
+    for allocation in created:
+        assets[allocation.listing_period.listing.asset_id] = allocation.listing_period.listing.asset
+    # One provenance record per asset per engine batch lists every sale of it.
+    for asset_id, sales in sold_by_asset.items():
+        provenance_append(asset=assets[asset_id], kind="capacity_sold", payload={"sales": sales})
+    return created

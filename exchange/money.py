@@ -1,0 +1,34 @@
+"""Money at the edges: CNY as Decimal with two places; in the store, integer fen."""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+FEN = Decimal("0.01")
+
+
+def fen_from_cny(value) -> int:
+    """``"12.34"`` → 1234. Refuses floats (inexact) and more than two decimal places."""
+    if isinstance(value, float):
+        raise ValueError("send amounts as strings or integers, not floating point numbers")
+    try:
+        amount = Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        raise ValueError(f"{value!r} is not a number") from None
+    if not amount.is_finite():
+        raise ValueError(f"{value!r} is not a number")
+    if amount != amount.quantize(FEN):
+        raise ValueError(f"{value} has more than two decimal places (the tick is 0.01 CNY)")
+    return int(amount * 100)
+
+
+def cny(fen: int | None) -> str | None:
+    """1234 → ``"12.34"`` (a string, so JSON never turns it into a float)."""
+    if fen is None:
+        return None
+    return str((Decimal(fen) / 100).quantize(FEN))
+
+
+def fee_fen(notional_fen: int, bps: int) -> int:
+    """A fee in fen, rounded half up. Never more than the per-lot ceiling the hold assumed."""
+    return int((Decimal(notional_fen) * bps / 10000).quantize(Decimal(1), rounding=ROUND_HALF_UP))

@@ -1,0 +1,161 @@
+"""Order services shared by every edge: place, cancel, amend."""
+
+from __future__ import annotations
+
+from django.db import connection, transaction
+
+from accounts.access import Actor, check_actor, refresh_actor
+from exchange import ledger
+from exchange.errors import AppError, NotFound
+from exchange.gateway import MAX_BATCH, REJECTIONS, OrderResult, order_request_parse, orders_submit
+from exchange.models import FeeTier, InboxCommand, Instrument, MemberTier, Order
+from exchange.money import fen_from_cny
+
+ORDER_LOCK_CLASS = 0x6F72  # "or": first key of the per-order advisory lock
+
+
+def rejection(result: OrderResult) -> AppError:
+    status, message = REJECTIONS.get(result.code, (400, result.code))
+    return AppError(result.code, message, status_code=status)
+
+
+def order_place(*, actor: Actor, data: dict) -> tuple[Order, bool]:
+    """Place one order; return it and whether it is new (False: a repeated client_order_id)."""
+    check_actor(refresh_actor(actor), scope="trade", acting=True)
+    request = order_request_parse(data, actor=actor)
+    with transaction.atomic():
+        (result,) = orders_submit([request])
+    if not result.ok:
+        raise rejection(result)
+    return Order.objects.select_related("instrument").get(pk=result.order_id), result.code == "accepted"
+
+
+def orders_place_batch(*, actor: Actor, items: list) -> list[dict]:
+    """Place up to MAX_BATCH orders in one transaction, each with its own result."""
+    check_actor(refresh_actor(actor), scope="trade", acting=True)
+    if not isinstance(items, list) or not items:
+        raise AppError("invalid", "Send {\"orders\": [...]} with at least one order.", fields={"orders": "Required."})
+    if len(items) > MAX_BATCH:
+        raise AppError("invalid", f"At most {MAX_BATCH} orders per batch.", fields={"orders": f"At most {MAX_BATCH}."})
+    outcomes: list[dict | None] = [None] * len(items)
+    requests, positions = [], []
+    for i, item in enumerate(items):
+        try:
+            requests.append(order_request_parse(item, actor=actor))
+            positions.append(i)
+        except AppError as exc:
+            outcomes[i] = {"index": i, "status": "rejected", **exc.as_dict()}
+    with transaction.atomic():
+        results = orders_submit(requests)
+    for i, result in zip(positions, results):
+        if result.ok:
+            outcomes[i] = {"index": i, "status": "accepted" if result.code == "accepted" else "duplicate",
+                           "order_id": result.order_id, "client_order_id": requests[positions.index(i)].client_order_id}
+        else:
+            error = rejection(result)
+            outcomes[i] = {"index": i, "status": "rejected", **error.as_dict()}
+    return outcomes  # type: ignore[return-value]
+
+
+def _live_order(actor: Actor, order_id: int) -> Order:
+    """The caller's live order, with the order's change lock held until commit.
+
+    An advisory lock, not a row lock: the engine updates order rows while holding ledger
+    locks, and a row lock here taken before a ledger lock could deadlock with it.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [ORDER_LOCK_CLASS, order_id])
+    order = (
+        Order.objects.select_related("instrument")
+        .filter(pk=order_id, organisation_id=actor.membership.organisation_id).first()
+    )
+    if order is None:
+        raise NotFound("No order with that id belongs to your organisation.")
+    if order.status not in Order.LIVE:
+        raise AppError("order_not_live", f"The order is {order.status}; only live orders can be changed.", status_code=409)
+    if order.instrument.state == Instrument.State.CLOSED:
+        raise AppError("gate_closed", "Gate closure has passed for this instrument.", status_code=409)
+    if InboxCommand.objects.filter(order=order, processed_at__isnull=True).exclude(action=InboxCommand.Action.NEW).exists():
+        raise AppError("change_pending", "A cancel or amendment of this order is still being processed; try again in a moment.",
+                       status_code=409)
+    return order
+
+
+def _notify() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_notify('cx_inbox', '')")
+
+
+def order_cancel(*, actor: Actor, order_id: int) -> Order:
+    """Ask the engine to cancel; repeating it while the cancel is pending changes nothing."""
+    check_actor(refresh_actor(actor), scope="trade", acting=False)
+    with transaction.atomic():
+        order = _live_order(actor, order_id)
+        InboxCommand.objects.create(instrument_id=order.instrument_id, action=InboxCommand.Action.CANCEL, order=order)
+        _notify()
+    return order
+
+
+def taker_bps(*, organisation_id: int) -> int:
+    tier = MemberTier.objects.filter(organisation_id=organisation_id).select_related("tier").first()
+    if tier is not None:
+        return tier.tier.taker_bps
+    default = FeeTier.objects.filter(is_default=True).values_list("taker_bps", flat=True).first()
+    return default or 0
+
+
+def hold_per_lot(*, price_fen: int, organisation_id: int) -> int:
+    """Price plus the largest taker fee one lot can cost (mirrors cx_place_orders)."""
+    return price_fen + (price_fen * taker_bps(organisation_id=organisation_id) + 9999) // 10000
+
+
+def order_amend(*, actor: Actor, order_id: int, data: dict) -> Order:
+    """Cut the quantity (keeps time priority) or change the price (loses it).
+
+    A bid whose new price needs more funds holds the difference now; the engine moves it
+    to the order, releases whatever the order no longer needs, or gives it all back if
+    the order is gone by then. One change per order is in flight at a time.
+    """
+    check_actor(refresh_actor(actor), scope="trade", acting=True)
+    fields = {}
+    unknown = set(data) - {"price", "qty"}
+    if unknown:
+        fields["non_field_errors"] = f"Only price and qty can be amended (got {', '.join(sorted(unknown))})."
+    new_price = None
+    if data.get("price") is not None:
+        try:
+            new_price = fen_from_cny(data["price"])
+            if new_price <= 0:
+                raise ValueError("must be greater than zero")
+        except ValueError as exc:
+            fields["price"] = str(exc).capitalize() + "."
+    new_qty = data.get("qty")
+    if new_qty is not None and (isinstance(new_qty, bool) or not isinstance(new_qty, int) or new_qty <= 0):
+        fields["qty"] = "A whole number of SCU·h greater than zero."
+    if not fields and new_price is None and new_qty is None:
+        fields["non_field_errors"] = "Send a new price, a new qty, or both."
+    if fields:
+        raise AppError("invalid", "The amendment is not valid.", fields=fields)
+    with transaction.atomic():
+        order = _live_order(actor, order_id)
+        if order.type == Order.Type.MARKET:
+            raise AppError("invalid", "Market orders cannot be amended.")
+        if new_price is not None and new_price % order.instrument.tick_fen:
+            raise AppError("invalid", "The price must be a multiple of the tick.", fields={"price": "Not on the tick."})
+        if new_qty is not None and new_qty > order.remaining:
+            raise AppError(
+                "invalid", "Amend can only cut the quantity; place a new order to buy or sell more.",
+                fields={"qty": f"At most the remaining {order.remaining} SCU·h."},
+            )
+        extra, per_lot = 0, None
+        if order.side == Order.Side.BUY and new_price is not None:
+            per_lot = hold_per_lot(price_fen=new_price, organisation_id=order.organisation_id)
+            extra = max(0, (per_lot - order.hold_per_lot_fen) * (new_qty or order.remaining))
+            if extra:
+                ledger.hold(organisation_id=order.organisation_id, amount_fen=extra, order=order)
+        InboxCommand.objects.create(
+            instrument_id=order.instrument_id, action=InboxCommand.Action.AMEND, order=order,
+            new_price_fen=new_price, new_qty=new_qty, extra_hold_fen=extra, new_hold_per_lot_fen=per_lot,
+        )
+        _notify()
+    return order

@@ -1,0 +1,117 @@
+"""A living demo market: makers quote around a drifting price, takers cross now and then.
+
+Every order goes through the real order services as a demo organisation, so it passes
+every rule: funds and capacity holds, tick and lot, instrument state, gate closure.
+Refusals (no capacity left, funds used up) are part of the market and are skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from accounts.access import Actor, actor_from_user
+from accounts.models import Membership, Organisation
+from exchange import services
+from exchange.errors import AppError
+from exchange.models import Instrument, Order
+
+log = logging.getLogger("exchange.simulation")
+
+
+@dataclass
+class InstrumentWalk:
+    code: str
+    mid_fen: int
+    resting: list[tuple[Actor, int]] = field(default_factory=list)
+
+
+def _actors(kind: str) -> list[Actor]:
+    memberships = Membership.objects.filter(
+        organisation__kind=kind, organisation__kyc_status=Organisation.Kyc.VERIFIED,
+        role__in=(Membership.Role.TRADER, Membership.Role.PROVIDER_ADMIN),
+    ).select_related("user", "organisation")
+    return [actor_from_user(m.user) for m in memberships]
+
+
+class MarketSimulator:
+    def __init__(self, *, instruments: int = 6, seed: int | None = None, max_resting: int = 12):
+        self.random = random.Random(seed)
+        self.instrument_count = instruments
+        self.max_resting = max_resting
+        self.walks: dict[str, InstrumentWalk] = {}
+        self.buyers = _actors(Organisation.Kind.BUYER)
+        self.sellers = _actors(Organisation.Kind.PROVIDER)
+
+    def _instruments(self) -> list[Instrument]:
+        """The soonest tradeable instruments that some provider has listed capacity in."""
+        from django.db.models import Exists, OuterRef
+
+        from marketplace.models import ListingPeriod
+
+        tradeable = (Instrument.State.PRE_OPEN, Instrument.State.CONTINUOUS, Instrument.State.AUCTION)
+        listed = ListingPeriod.objects.filter(
+            compute_class=OuterRef("compute_class"), hub=OuterRef("hub"), period_start=OuterRef("delivery_start"),
+            scu_h__gt=0,
+        )
+        return list(Instrument.objects.filter(Exists(listed), state__in=tradeable).select_related("compute_class")
+                    .order_by("delivery_start", "id")[: self.instrument_count * 2])
+
+    def _walk(self, instrument: Instrument) -> InstrumentWalk:
+        walk = self.walks.get(instrument.code)
+        if walk is None:
+            base = {"AI": 2200, "HPC": 3000, "GEN": 150}.get(instrument.compute_class.category.upper(), 1000)
+            mid = instrument.last_price_fen or instrument.reference_price_fen or base + self.random.randint(-100, 100)
+            walk = self.walks[instrument.code] = InstrumentWalk(code=instrument.code, mid_fen=mid)
+        return walk
+
+    def _place(self, actor: Actor, data: dict) -> Order | None:
+        try:
+            order, _ = services.order_place(actor=actor, data={**data, "client_order_id": uuid.uuid4().hex})
+            return order
+        except AppError as exc:
+            log.debug("simulated order refused: %s", exc.code)
+            return None
+
+    def tick(self) -> int:
+        """One round over the instruments; return how many orders were placed."""
+        placed = 0
+        if not self.buyers or not self.sellers:
+            return 0
+        chosen = self._instruments()
+        self.random.shuffle(chosen)
+        for instrument in chosen[: self.instrument_count]:
+            walk = self._walk(instrument)
+            walk.mid_fen = max(100, walk.mid_fen + self.random.randint(-8, 8))
+            spread = self.random.randint(2, 15)
+            bid = {"instrument": instrument.code, "side": "buy", "price": f"{(walk.mid_fen - spread) / 100:.2f}",
+                   "qty": self.random.randint(1, 20)}
+            ask = {"instrument": instrument.code, "side": "sell", "price": f"{(walk.mid_fen + spread) / 100:.2f}",
+                   "qty": self.random.randint(1, 20)}
+            for actor, data in ((self.random.choice(self.buyers), bid), (self.random.choice(self.sellers), ask)):
+                if order := self._place(actor, data):
+                    walk.resting.append((actor, order.id))
+                    placed += 1
+            if instrument.state == Instrument.State.CONTINUOUS and self.random.random() < 0.35:
+                side = self.random.choice(("buy", "sell"))
+                actor = self.random.choice(self.buyers if side == "buy" else self.sellers)
+                price = walk.mid_fen + (25 if side == "buy" else -25)
+                if self._place(actor, {"instrument": instrument.code, "side": side, "tif": "IOC",
+                                       "price": f"{price / 100:.2f}", "qty": self.random.randint(1, 10)}):
+                    placed += 1
+            while len(walk.resting) > self.max_resting:
+                actor, order_id = walk.resting.pop(0)
+                try:
+                    services.order_cancel(actor=actor, order_id=order_id)
+                except AppError:
+                    pass  # already filled or cancelled
+        return placed
+
+    def run(self, *, interval: float = 0.5, stop=lambda: False) -> None:
+        while not stop():
+            started = time.monotonic()
+            self.tick()
+            time.sleep(max(0.0, interval - (time.monotonic() - started)))

@@ -1,0 +1,211 @@
+"""Races, restarts and shards, on real PostgreSQL connections (threads and processes)."""
+
+import threading
+
+import pytest
+from django.db import connection, connections
+
+from exchange import ledger
+from exchange.engine import EngineRunner, shard_of
+from exchange.models import CapacityPosition, InboxCommand, Instrument, Order, Trade
+from exchange.services import order_place
+from accounts.access import actor_from_user
+from exchange.errors import AppError
+from tests.exchange.conftest import drain, list_capacity, make_instrument
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def run_in_threads(count: int, work) -> list:
+    results: list = [None] * count
+    barrier = threading.Barrier(count)
+
+    def target(i):
+        try:
+            barrier.wait()
+            results[i] = work(i)
+        except AppError as exc:
+            results[i] = exc.code
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def test_parallel_bids_cannot_overspend(buyer, fee_tier):
+    instrument = make_instrument()
+    # Enough for exactly 3 bids of 10 × 20.00 (+ fees held per lot): 3 × 10 × 20.01.
+    ledger.deposit(organisation=buyer.organisation, amount_fen=3 * 10 * 2001)
+    actor = actor_from_user(buyer.user)
+
+    def place(i):
+        order, _ = order_place(actor=actor, data={"instrument": instrument.code, "side": "buy", "price": "20.00",
+                                                  "qty": 10, "client_order_id": f"race-{i}"})
+        return order.id
+
+    results = run_in_threads(8, place)
+    accepted = [r for r in results if isinstance(r, int)]
+    assert len(accepted) == 3
+    assert sorted(r for r in results if not isinstance(r, int)) == ["insufficient_funds"] * 5
+    balances = ledger.balances(organisation=buyer.organisation)
+    assert balances["available"] == 0 and balances["held"] == 3 * 10 * 2001
+    assert ledger.ledger_check() == []
+
+
+def test_two_asks_cannot_sell_the_same_capacity_twice(provider, fee_tier):
+    instrument = make_instrument()
+    list_capacity(organisation=provider.organisation, instrument=instrument, scu_h=100)
+    actor = actor_from_user(provider.user)
+
+    def place(i):
+        order, _ = order_place(actor=actor, data={"instrument": instrument.code, "side": "sell", "price": "20.00",
+                                                  "qty": 60, "client_order_id": f"ask-{i}"})
+        return order.id
+
+    results = run_in_threads(6, place)
+    assert len([r for r in results if isinstance(r, int)]) == 1
+    assert CapacityPosition.objects.get(organisation=provider.organisation).held == 60
+
+
+def test_a_repeated_client_order_id_in_parallel_creates_one_order(buyer, fee_tier):
+    instrument = make_instrument()
+    ledger.deposit(organisation=buyer.organisation, amount_fen=10_000_00)
+    actor = actor_from_user(buyer.user)
+
+    def place(i):
+        order, _ = order_place(actor=actor, data={"instrument": instrument.code, "side": "buy", "price": "20.00",
+                                                  "qty": 1, "client_order_id": "same"})
+        return order.id
+
+    results = run_in_threads(6, place)
+    assert Order.objects.count() == 1
+    # Racers queue on the buyer's account lock, so each later one finds the first order.
+    assert results == [Order.objects.get().id] * 6
+    assert ledger.balances(organisation=buyer.organisation)["held"] == 2001
+    assert ledger.ledger_check() == []
+
+
+class Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("where", ["exchange.engine.allocate", "exchange.market_data.build_update",
+                                   "exchange.engine.EngineRunner._write_orders"])
+def test_a_runner_that_dies_mid_batch_loses_nothing_and_doubles_nothing(buyer, provider, fee_tier, monkeypatch, where):
+    instrument = make_instrument()
+    list_capacity(organisation=provider.organisation, instrument=instrument, scu_h=100)
+    ledger.deposit(organisation=buyer.organisation, amount_fen=1_000_000_00)
+    order_place(actor=actor_from_user(provider.user), data={"instrument": instrument.code, "side": "sell", "price": "20.00", "qty": 50})
+    order_place(actor=actor_from_user(buyer.user), data={"instrument": instrument.code, "side": "buy", "price": "20.00", "qty": 30})
+
+    def crash(*args, **kwargs):
+        raise Crash(where)
+
+    first = EngineRunner()
+    first.load()
+    monkeypatch.setattr(where, crash)
+    with pytest.raises(Crash):
+        first.step()
+    monkeypatch.undo()
+    assert not Trade.objects.exists()
+    assert InboxCommand.objects.filter(processed_at__isnull=True).count() == 2
+
+    second = EngineRunner()  # a fresh process: books rebuilt from the database
+    second.load()
+    drain(second)
+    assert Trade.objects.count() == 1 and Trade.objects.get().qty == 30
+    assert InboxCommand.objects.filter(processed_at__isnull=True).count() == 0
+    assert ledger.ledger_check() == []
+    third = EngineRunner()
+    third.load()
+    assert drain(third) == 0
+    assert Trade.objects.count() == 1
+    assert [int(o["qty"]) for o in third.books[instrument.id].orders()] == [20]
+
+
+def test_a_restart_between_entry_and_matching_rebuilds_the_book(buyer, provider, fee_tier):
+    instrument = make_instrument()
+    list_capacity(organisation=provider.organisation, instrument=instrument, scu_h=100)
+    ledger.deposit(organisation=buyer.organisation, amount_fen=1_000_000_00)
+    runner = EngineRunner()
+    runner.load()
+    order_place(actor=actor_from_user(provider.user), data={"instrument": instrument.code, "side": "sell", "price": "20.00", "qty": 50})
+    drain(runner)
+    order_place(actor=actor_from_user(buyer.user), data={"instrument": instrument.code, "side": "buy", "price": "20.00", "qty": 10})
+    del runner  # stopped after the bid was accepted, before the engine saw it
+    restarted = EngineRunner()
+    restarted.load()
+    assert [int(o["qty"]) for o in restarted.books[instrument.id].orders()] == [50]
+    drain(restarted)
+    assert Trade.objects.get().qty == 10
+    assert [int(o["qty"]) for o in restarted.books[instrument.id].orders()] == [40]
+
+
+def test_two_shards_each_handle_only_their_instruments(buyer, provider, fee_tier):
+    instruments = [make_instrument(days_ahead=d) for d in (2, 3, 4, 5)]
+    ledger.deposit(organisation=buyer.organisation, amount_fen=1_000_000_00)
+    actor = actor_from_user(buyer.user)
+    for instrument in instruments:
+        order_place(actor=actor, data={"instrument": instrument.code, "side": "buy", "price": "20.00", "qty": 1})
+    seen: dict[int, set[int]] = {0: set(), 1: set()}
+
+    def run_shard(k):
+        runner = EngineRunner(shard=k, shards=2)
+        assert runner.acquire_shard(wait=False)
+        runner.load()
+        original = runner._run
+
+        def spy(commands):
+            seen[k].update(c.instrument_id for c in commands)
+            return original(commands)
+
+        runner._run = spy
+        drain(runner)
+        runner.release_shard()
+        return k
+
+    assert sorted(run_in_threads(2, run_shard)) == [0, 1]
+    assert seen[0].isdisjoint(seen[1])
+    assert seen[0] | seen[1] == {i.id for i in instruments}
+    for k in (0, 1):
+        assert all(shard_of(i, 2) == k for i in seen[k])
+    assert InboxCommand.objects.filter(processed_at__isnull=True).count() == 0
+
+
+def test_a_second_runner_for_the_same_shard_waits(db):
+    owner = EngineRunner(shard=0, shards=1)
+    assert owner.acquire_shard(wait=False)
+    result = run_in_threads(1, lambda i: EngineRunner(shard=0, shards=1).acquire_shard(wait=False))
+    assert result == [False]
+    owner.release_shard()
+    result = run_in_threads(1, lambda i: EngineRunner(shard=0, shards=1).acquire_shard(wait=False))
+    assert result == [True]  # the thread's connection closed, releasing it again
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = "
+                       "(SELECT oid FROM pg_database WHERE datname = current_database())")
+        assert cursor.fetchone()[0] == 0
+
+
+def test_closed_instrument_cancels_resting_orders_and_releases_holds(buyer, fee_tier):
+    from django.utils import timezone
+
+    from exchange.instruments import housekeeping
+
+    instrument = make_instrument()
+    ledger.deposit(organisation=buyer.organisation, amount_fen=1_000_000_00)
+    runner = EngineRunner()
+    runner.load()
+    order, _ = order_place(actor=actor_from_user(buyer.user), data={"instrument": instrument.code, "side": "buy", "price": "20.00", "qty": 5})
+    drain(runner)
+    Instrument.objects.filter(pk=instrument.pk).update(gate_closure_at=timezone.now())
+    housekeeping(runner=runner)
+    drain(runner)
+    order.refresh_from_db()
+    assert order.status == Order.Status.CANCELLED
+    assert Instrument.objects.get(pk=instrument.pk).state == Instrument.State.CLOSED
+    assert ledger.balances(organisation=buyer.organisation)["held"] == 0
