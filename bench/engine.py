@@ -35,6 +35,10 @@ from bench.lib.harness import CpuMeter, Environment, describe_cpu, emit, log  # 
 
 
 def prefill(env: Environment, market, count: int, *, seed: int, tag: str) -> None:
+    """``count`` orders of ``trading_mix`` through cx_place_orders, 1,000 per call, on two
+    connections (each for the organisations of one parity, so they never wait on each other)."""
+    import threading
+
     import psycopg
 
     from bench.lib.market import place_direct, trading_mix
@@ -42,22 +46,35 @@ def prefill(env: Environment, market, count: int, *, seed: int, tag: str) -> Non
     orders = trading_mix(market, count, seed=seed, tag=tag)
     started = time.monotonic()
     totals: dict[str, int] = {}
-    with psycopg.connect(env.database_url) as conn:
-        for i in range(0, len(orders), 1000):
-            for code, n in place_direct(conn, orders[i:i + 1000]).items():
-                totals[code] = totals.get(code, 0) + n
+    lock = threading.Lock()
+
+    def place(part: list[dict]) -> None:
+        with psycopg.connect(env.database_url) as conn:
+            for i in range(0, len(part), 1000):
+                counts = place_direct(conn, part[i:i + 1000])
+                with lock:
+                    for code, n in counts.items():
+                        totals[code] = totals.get(code, 0) + n
+
+    threads = [threading.Thread(target=place, args=([o for o in orders if o["organisation_id"] % 2 == parity],))
+               for parity in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     elapsed = time.monotonic() - started
     log(f"prefill: {count:,} orders through cx_place_orders in {elapsed:.1f} s ({count / elapsed:,.0f}/s): {totals}")
     if totals.get("accepted", 0) != count:
         log("WARNING: not every pre-filled order was accepted")
 
 
-def drain(runner, *, profile: cProfile.Profile | None = None) -> tuple[int, float]:
+def drain(runner, *, max_seconds: float, profile: cProfile.Profile | None = None) -> tuple[int, float]:
+    """step() until the inbox is empty or ``max_seconds`` have passed (a batch in progress finishes)."""
     started = time.perf_counter()
     total = 0
     if profile:
         profile.enable()
-    while n := runner.step():
+    while time.perf_counter() - started < max_seconds and (n := runner.step()):
         total += n
     if profile:
         profile.disable()
@@ -66,8 +83,9 @@ def drain(runner, *, profile: cProfile.Profile | None = None) -> tuple[int, floa
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--orders", type=int, default=150_000)
-    parser.add_argument("--profile-orders", type=int, default=50_000)
+    parser.add_argument("--orders", type=int, default=100_000)
+    parser.add_argument("--max-seconds", type=float, default=60, help="stop the timed drain after this long")
+    parser.add_argument("--profile-orders", type=int, default=10_000)
     parser.add_argument("--batch-size", type=int, default=5000)
     parser.add_argument("--experiment", action="append", default=[],
                         help="apply a proposed engine change from bench/lib/engine_patches.py (measurement only)")
@@ -96,13 +114,16 @@ def main() -> None:
             cursor.execute("SELECT 1")
         meter = CpuMeter({"bench process (Python)": lambda: [__import__("os").getpid()],
                           "PostgreSQL": env.postgres_pids}).start()
-        processed, elapsed = drain(runner)
+        processed, elapsed = drain(runner, max_seconds=args.max_seconds)
         usage = meter.stop()
         trades = Trade.objects.count()
         pending = InboxCommand.objects.filter(processed_at__isnull=True).count()
-        emit("engine.end_to_end_orders_per_s", processed / elapsed, "orders/s")
+        suffix = "".join(f"+{name}" for name in args.experiment)
+        emit("engine.end_to_end_orders_per_s" + suffix, processed / elapsed, "orders/s")
         log(f"engine: {processed:,} commands in {elapsed:.2f} s with batch_size {args.batch_size}; "
-            f"{trades:,} trades ({trades / elapsed:,.0f} trades/s); {pending} left pending")
+            f"{trades:,} trades ({trades / elapsed:,.0f} trades/s); "
+            + (f"stopped after {args.max_seconds:.0f} s with {pending:,} commands still pending (the rate is over "
+               "the commands processed)" if pending else "inbox drained"))
         log(describe_cpu(usage, per=processed, what="order"))
         problems = ledger_check()
         log("ledger check: " + ("balanced" if not problems else "; ".join(problems[:5])))
@@ -111,7 +132,12 @@ def main() -> None:
             prefill(env, market, args.profile_orders, seed=2, tag="p")
             profile = cProfile.Profile()
             before = Trade.objects.count()
-            processed, elapsed = drain(runner, profile=profile)
+            runner.load()  # books rebuilt: the resting orders of the first drain (and any left pending) stay
+            with connection.cursor() as cursor:  # start from the new orders only
+                cursor.execute("UPDATE exchange_inboxcommand SET processed_at = now() WHERE processed_at IS NULL "
+                               "AND seq < (SELECT min(seq) FROM exchange_inboxcommand i JOIN exchange_order o "
+                               "ON o.id = i.order_id WHERE o.client_order_id LIKE 'p%%')")
+            processed, elapsed = drain(runner, max_seconds=args.max_seconds / 2, profile=profile)
             log(f"profiled drain: {processed:,} commands, {Trade.objects.count() - before:,} trades in {elapsed:.2f} s "
                 f"({processed / elapsed:,.0f}/s under cProfile; the profiler slows Python, not PostgreSQL)")
             sections = (("tottime", "own time", (18,)),

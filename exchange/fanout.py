@@ -77,7 +77,8 @@ class MarketDataHub:
         pattern = channel_name(0)[: -len("0")] + "*"
         prefix_len = len(pattern) - 1
         while True:
-            client = aioredis.Redis.from_url(settings.REDIS_URL)
+            # No read timeout: a quiet market is not a dead connection (keepalive detects those).
+            client = aioredis.Redis.from_url(settings.REDIS_URL, socket_timeout=None, socket_keepalive=True)
             try:
                 pubsub = client.pubsub(ignore_subscribe_messages=True)
                 await pubsub.psubscribe(pattern)

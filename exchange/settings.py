@@ -102,7 +102,9 @@ CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
-            "hosts": [REDIS_URL],
+            # redis-py 8 reads with a 5 s socket timeout by default, as long as the layer's
+            # blocking BZPOPMIN waits: idle consumers would fail. Blocking reads wait here.
+            "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
             "prefix": env_str("CHANNEL_PREFIX", "cx"),
             "capacity": 1000,
             "expiry": 60,
@@ -197,6 +199,8 @@ GATE_CLOSURE_MINUTES = env_int("GATE_CLOSURE_MINUTES", 120)
 OPENING_AUCTION_SECONDS = env_int("OPENING_AUCTION_SECONDS", 300)
 VOLATILITY_AUCTION_SECONDS = env_int("VOLATILITY_AUCTION_SECONDS", 60)
 PRICE_BAND_BPS = env_int("PRICE_BAND_BPS", 1000)
+
+THROTTLE_MARKETPLACE_WRITE = env_str("THROTTLE_MARKETPLACE_WRITE", "300/min")
 
 LOGGING = {
     "version": 1,

@@ -1,15 +1,19 @@
-import os
 import uuid
 
-# Each test run talks to its own channel-layer keys, so a shared Redis carries nothing over.
-os.environ.setdefault("CHANNEL_PREFIX", f"t{uuid.uuid4().hex[:8]}")
+import pytest
+from django.conf import settings
+from rest_framework.test import APIClient
 
-import pytest  # noqa: E402
-from rest_framework.test import APIClient  # noqa: E402
+from accounts.models import Membership, Organisation
+from accounts.services import token_create
+from tests.factories import MembershipFactory
 
-from accounts.models import Membership, Organisation  # noqa: E402
-from accounts.services import token_create  # noqa: E402
-from tests.factories import MembershipFactory, OrganisationFactory  # noqa: E402
+# Settings are loaded before this file runs, so the test run's own channel-layer keys are
+# set on them directly: a shared Redis carries nothing from one run (or `make run`) to another.
+settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"t{uuid.uuid4().hex[:8]}"
+# Fast hashing for the many people tests create; throttle counters per process, not in Redis.
+settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 PASSWORD = "correct-horse-battery-9"
 

@@ -31,7 +31,7 @@ class WriteThrottle(UserRateThrottle):
     scope = "marketplace_write"
 
     def get_rate(self):
-        return getattr(settings, "THROTTLE_MARKETPLACE_WRITE", "300/min")
+        return settings.THROTTLE_MARKETPLACE_WRITE
 
     def allow_request(self, request, view):
         if request.method in permissions.SAFE_METHODS:
