@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.db.models import Q
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import AllowAny
@@ -20,6 +20,7 @@ from exchange.models import Allocation, Instrument, Order, Trade
 from exchange.money import cny, fen_from_cny
 
 
+@extend_schema_field({"type": "string", "format": "decimal", "pattern": r"^-?\d+\.\d{2}$", "example": "18.50", "nullable": True})
 class Money(serializers.Field):
     """Integer fen in the store, a decimal string of CNY on the wire."""
 
