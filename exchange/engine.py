@@ -459,6 +459,7 @@ class EngineRunner:
                 )
         self._write_positions(writes)
         self._write_orders(writes)
+        self._number_private_events(writes)
         if writes.trades:
             allocate(writes.trades)
         for instrument_id in sorted(writes.touched_instruments):
@@ -516,6 +517,28 @@ class EngineRunner:
             changed,
             ["status", "reason", "remaining", "filled", "held_fen", "hold_per_lot_fen", "priority_seq", "price_fen", "updated_at"],
         )
+
+    def _number_private_events(self, writes: BatchWrites) -> None:
+        """Give each organisation's events consecutive ``seq`` numbers, kept in the store, so a
+        client can tell it missed one (and re-read its orders and fills)."""
+        counts: dict[int, int] = {}
+        for org_id, _ in writes.private_events:
+            counts[org_id] = counts.get(org_id, 0) + 1
+        if not counts:
+            return
+        orgs = sorted(counts)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO exchange_eventsequence AS e (organisation_id, seq) "
+                "SELECT * FROM unnest(%s::bigint[], %s::bigint[]) "
+                "ON CONFLICT (organisation_id) DO UPDATE SET seq = e.seq + EXCLUDED.seq "
+                "RETURNING organisation_id, seq",
+                [orgs, [counts[o] for o in orgs]],
+            )
+            next_seq = {org: last - counts[org] + 1 for org, last in cursor.fetchall()}
+        for org_id, event in writes.private_events:
+            event["seq"] = next_seq[org_id]
+            next_seq[org_id] += 1
 
     def _publish(self, writes: BatchWrites) -> None:
         by_org: dict[int, list[dict]] = {}

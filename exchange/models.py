@@ -299,3 +299,10 @@ class Allocation(models.Model):
 
     class Meta:
         constraints = [models.CheckConstraint(condition=models.Q(scu_h__gt=0, resold_scu_h__gte=0), name="allocation_positive")]
+
+
+class EventSequence(models.Model):
+    """The last sequence number of an organisation's private event stream."""
+
+    organisation = models.OneToOneField("accounts.Organisation", on_delete=models.CASCADE, primary_key=True, related_name="+")
+    seq = models.BigIntegerField(default=0)

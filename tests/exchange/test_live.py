@@ -90,6 +90,7 @@ async def test_rest_orders_cross_and_every_party_hears_it_in_order(buyer, provid
     buyer_events = await receive_until(buyer_ws, lambda m: m["type"] == "order")
     assert [(m["type"], m.get("status")) for m in buyer_events] == [("trade", None), ("order", "filled")]
     assert buyer_events[0]["price"] == "20.00" and buyer_events[0]["side"] == "buy"
+    assert [m["seq"] for m in seller_events] == [1, 2, 3] and [m["seq"] for m in buyer_events] == [1, 2]
 
     updates = await receive_until(public, lambda m: m["type"] == "md.update" and m["trades"])
     seqs = [m["seq"] for m in updates]
