@@ -1,22 +1,28 @@
 """Engine runner benchmark: inbox → matching → one transaction → events published.
 
-    .venv/bin/python bench/engine.py [--orders 150000] [--profile-orders 50000] [--batch-size 5000]
+    .venv/bin/python bench/engine.py [--orders 100000] [--max-seconds 60] [--profile-orders 10000]
+                                     [--batch-size 5000] [--experiment NAME ...]
 
 Set-up (not timed): a throw-away database (see bench/lib/harness.py), 4 continuous
 instruments, 32 funded buyers, 32 providers with huge listed capacity; the inbox is
-pre-filled through ``cx_place_orders`` (1,000 orders per call) with a mix that trades
-(bench/lib/market.py ``trading_mix``: GTC bids and asks overlapping around the reference
-price, 10 % IOC through the touch, 4 % market IOC; about a third of the orders trade).
+pre-filled through ``cx_place_orders`` (1,000 orders per call, two connections) with a mix
+that trades (bench/lib/market.py ``trading_mix``: GTC bids and asks overlapping around the
+reference price, 10 % IOC through the touch, 4 % market IOC; about 0.44 trades per order).
 
 Timed: an in-process ``EngineRunner(batch_size=5000)``: ``load()``, then ``step()`` until the
-inbox is empty — every batch commits order states, trades, allocations, ledger journals,
+inbox is empty or ``--max-seconds`` have passed (the current engine needs minutes for
+100,000 orders) — every batch commits order states, trades, allocations, ledger journals,
 capacity positions and the instrument row, then publishes private events (channel layer)
 and market data (Redis PUBLISH) after commit.
 
 Figures:
   engine.end_to_end_orders_per_s   inbox commands processed per second of wall time.
 On stderr: trades/s, CPU split (this process vs PostgreSQL), a ledger check, and the top
-costs of a second, cProfile'd drain of ``--profile-orders`` more orders.
+costs (cProfile) of a second drain of ``--profile-orders`` more orders.
+
+``--experiment NAME`` applies a proposed engine change from bench/lib/engine_patches.py
+first (unnest-orders, prefetch-allocation, publish-md-first) and suffixes the figure's name
+with it: a measurement of the proposal, never the shipped code's figure.
 """
 
 from __future__ import annotations

@@ -25,14 +25,47 @@ def _device_hours(scu_h: int, factor: Decimal) -> Decimal:
     return (Decimal(scu_h) / factor).quantize(DEVICE_HOURS, rounding=ROUND_HALF_UP)
 
 
+def _capacity_of_batch(trades: list[Trade], instruments: dict[int, Instrument]):
+    """Every listing period and resellable allocation the batch's sellers could deliver
+    from, in two queries, locked, keyed by (seller, instrument)."""
+    from django.db.models import Q
+
+    from marketplace.models import ListingPeriod
+
+    keys = {(t.seller_id, t.instrument_id) for t in trades}
+    periods: dict[tuple[int, int], list] = {key: [] for key in keys}
+    held: dict[tuple[int, int], list[Allocation]] = {key: [] for key in keys}
+    window = {(i.compute_class_id, i.hub_id, i.delivery_start): i.id for i in instruments.values()}
+    condition = Q()
+    for seller, instrument_id in keys:
+        instrument = instruments[instrument_id]
+        condition |= Q(provider_id=seller, compute_class_id=instrument.compute_class_id, hub_id=instrument.hub_id,
+                       period_start=instrument.delivery_start)
+    for period in (ListingPeriod.objects.select_for_update(of=("self",))
+                   .select_related("listing__asset", "listing__device_type")
+                   .filter(condition, scu_h__gt=F("sold_scu_h")).order_by("listing_id", "id")):
+        key = (period.provider_id, window.get((period.compute_class_id, period.hub_id, period.period_start)))
+        if key in periods:
+            periods[key].append(period)
+    for source in (Allocation.objects.select_for_update(of=("self",))
+                   .select_related("listing_period__listing__asset")
+                   .annotate(instrument_id=F("trade__instrument_id"))
+                   .filter(holder_id__in={seller for seller, _ in keys}, trade__instrument_id__in=list(instruments),
+                           scu_h__gt=F("resold_scu_h"))
+                   .order_by("id")):
+        key = (source.holder_id, source.instrument_id)
+        if key in held:
+            held[key].append(source)
+    return periods, held
+
+
 def allocate(trades: list[Trade]) -> list[Allocation]:
     """Create the allocations of ``trades`` (already saved) and mark listing capacity sold."""
     from marketplace.models import ListingPeriod
     from marketplace.services import provenance_append
 
     instruments = Instrument.objects.in_bulk({t.instrument_id for t in trades})
-    periods: dict[tuple[int, int], list] = {}
-    held: dict[tuple[int, int], list[Allocation]] = {}
+    periods, held = _capacity_of_batch(trades, instruments)
     touched_periods: dict[int, object] = {}
     touched_sources: dict[int, Allocation] = {}
     created: list[Allocation] = []
@@ -40,21 +73,6 @@ def allocate(trades: list[Trade]) -> list[Allocation]:
     for trade in trades:
         key = (trade.seller_id, trade.instrument_id)
         instrument = instruments[trade.instrument_id]
-        if key not in periods:
-            periods[key] = list(
-                ListingPeriod.objects.select_for_update(of=("self",))
-                .select_related("listing__asset", "listing__device_type")
-                .filter(provider_id=trade.seller_id, compute_class_id=instrument.compute_class_id,
-                        hub_id=instrument.hub_id, period_start=instrument.delivery_start,
-                        scu_h__gt=F("sold_scu_h"))
-                .order_by("listing_id", "id")
-            )
-            held[key] = list(
-                Allocation.objects.select_for_update(of=("self",))
-                .select_related("listing_period__listing__asset")
-                .filter(holder_id=trade.seller_id, trade__instrument_id=trade.instrument_id, scu_h__gt=F("resold_scu_h"))
-                .order_by("id")
-            )
         need = trade.qty
         for period in periods[key]:
             if need == 0:
@@ -90,9 +108,7 @@ def allocate(trades: list[Trade]) -> list[Allocation]:
     if touched_sources:
         Allocation.objects.bulk_update(touched_sources.values(), ["resold_scu_h"])
     Allocation.objects.bulk_create(created)
-    assets = {}
-    for allocation in created:
-        assets[allocation.listing_period.listing.asset_id] = allocation.listing_period.listing.asset
+    assets = {a.listing_period.listing.asset_id: a.listing_period.listing.asset for a in created}
     # One provenance record per asset per engine batch lists every sale of it.
     for asset_id, sales in sold_by_asset.items():
         provenance_append(asset=assets[asset_id], kind="capacity_sold", payload={"sales": sales})

@@ -27,7 +27,7 @@ import matching
 from exchange import market_data
 from exchange.allocation import allocate
 from exchange.db import conninfo
-from exchange.events import organisation_group, publish
+from exchange.events import organisation_group, publish_many
 from exchange.models import (
     CapacityPosition,
     FeeTier,
@@ -427,7 +427,6 @@ class EngineRunner:
         return {key: self._accounts[key] for key in keys}
 
     def _write(self, writes: BatchWrites) -> None:
-        # Legs of every journal in this batch, then one balance update per account.
         journal_legs: list[tuple[Journal, list[tuple[tuple, int]]]] = []
         if writes.trades:
             Trade.objects.bulk_create(writes.trades)
@@ -438,28 +437,18 @@ class EngineRunner:
                 Journal(kind=Journal.Kind.RELEASE, order_id=order_id),
                 [((org_id, LedgerAccount.Kind.HELD), -amount), ((org_id, LedgerAccount.Kind.AVAILABLE), amount)],
             ))
+        deltas: dict[int, int] = {}
         if journal_legs:
             ids = self._account_ids({key for _, legs in journal_legs for key, _ in legs})
-            deltas: dict[int, int] = {}
             for _, legs in journal_legs:
                 for key, amount in legs:
                     deltas[ids[key]] = deltas.get(ids[key], 0) + amount
-            # Lock in id order, as order entry does, so neither waits on the other in a cycle.
-            list(LedgerAccount.objects.select_for_update().filter(pk__in=sorted(deltas)).order_by("pk").values_list("pk"))
             Journal.objects.bulk_create([journal for journal, _ in journal_legs])
             LedgerLeg.objects.bulk_create(
                 LedgerLeg(journal_id=journal.id, account_id=ids[key], amount_fen=amount)
                 for journal, legs in journal_legs for key, amount in legs if amount
             )
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "UPDATE exchange_ledgeraccount a SET balance = a.balance + d.delta "
-                    "FROM unnest(%s::bigint[], %s::bigint[]) AS d(id, delta) WHERE a.id = d.id",
-                    [list(deltas), list(deltas.values())],
-                )
-        self._write_positions(writes)
         self._write_orders(writes)
-        self._number_private_events(writes)
         if writes.trades:
             allocate(writes.trades)
         for instrument_id in sorted(writes.touched_instruments):
@@ -471,6 +460,24 @@ class EngineRunner:
                 md_seq=instrument.md_seq, last_price_fen=instrument.last_price_fen,
                 best_bid_fen=instrument.best_bid_fen, best_ask_fen=instrument.best_ask_fen,
                 **writes.instrument_changes.get(instrument_id, {}),
+            )
+        self._number_private_events(writes)
+        # Last, just before the commit: the rows order entry locks too (accounts, then capacity
+        # positions, each in id order, as cx_place_orders takes them), so order entry waits
+        # only for the end of a batch and never in a cycle.
+        self._write_balances(deltas)
+        self._write_positions(writes)
+
+    def _write_balances(self, deltas: dict[int, int]) -> None:
+        if not deltas:
+            return
+        ids = sorted(deltas)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT id FROM exchange_ledgeraccount WHERE id = ANY(%s) ORDER BY id FOR UPDATE", [ids])
+            cursor.execute(
+                "UPDATE exchange_ledgeraccount a SET balance = a.balance + d.delta "
+                "FROM unnest(%s::bigint[], %s::bigint[]) AS d(id, delta) WHERE a.id = d.id",
+                [ids, [deltas[i] for i in ids]],
             )
 
     def _write_positions(self, writes: BatchWrites) -> None:
@@ -494,29 +501,43 @@ class EngineRunner:
                 + [[writes.positions[k][n] for k in keys] for n in range(3)],
             )
 
+    # One statement for the whole batch (bulk_update's CASE per field per row was most of
+    # the engine's time); it returns what the order events need.
+    ORDER_UPDATE_SQL = """
+        UPDATE exchange_order o SET
+            status = COALESCE(d.status, o.status), reason = COALESCE(d.reason, o.reason),
+            remaining = COALESCE(d.remaining, o.remaining), filled = o.filled + d.filled_delta,
+            held_fen = COALESCE(d.held_fen, o.held_fen),
+            hold_per_lot_fen = COALESCE(d.hold_per_lot_fen, o.hold_per_lot_fen),
+            priority_seq = COALESCE(d.priority_seq, o.priority_seq), price_fen = COALESCE(d.price_fen, o.price_fen),
+            updated_at = now()
+        FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[],
+                    %s::bigint[], %s::bigint[])
+             AS d(id, status, reason, remaining, filled_delta, held_fen, hold_per_lot_fen, priority_seq, price_fen)
+        WHERE o.id = d.id
+        RETURNING o.id, o.organisation_id, o.client_order_id, o.instrument_id, o.side, o.status, o.price_fen,
+                  o.qty, o.filled, o.remaining, o.reason
+    """
+    ORDER_COLUMNS = ("status", "reason", "remaining", "filled_delta", "held_fen", "hold_per_lot_fen",
+                     "priority_seq", "price_fen")
+
     def _write_orders(self, writes: BatchWrites) -> None:
         if not writes.order_updates:
             return
-        orders = Order.objects.in_bulk(list(writes.order_updates))
-        now = timezone.now()
-        changed = []
-        for order_id, values in writes.order_updates.items():
-            order = orders[order_id]
-            order.filled += values.pop("filled_delta", 0)
-            for key, value in values.items():
-                setattr(order, key, value)
-            order.updated_at = now
-            changed.append(order)
-            writes.private_events.append((order.organisation_id, {
-                "type": "order", "order_id": order.id, "client_order_id": order.client_order_id,
-                "instrument_id": order.instrument_id, "side": order.side, "status": order.status,
-                "price": cny(order.price_fen), "qty": order.qty, "filled": order.filled, "remaining": order.remaining,
-                "reason": order.reason,
+        ids = sorted(writes.order_updates)
+        columns = [
+            [writes.order_updates[oid].get(name, 0 if name == "filled_delta" else None) for oid in ids]
+            for name in self.ORDER_COLUMNS
+        ]
+        with connection.cursor() as cursor:
+            cursor.execute(self.ORDER_UPDATE_SQL, [ids, *columns])
+            rows = sorted(cursor.fetchall())
+        for oid, org, client_id, instrument_id, side, status, price, qty, filled, remaining, reason in rows:
+            writes.private_events.append((org, {
+                "type": "order", "order_id": oid, "client_order_id": client_id, "instrument_id": instrument_id,
+                "side": side, "status": status, "price": cny(price), "qty": qty, "filled": filled,
+                "remaining": remaining, "reason": reason,
             }))
-        Order.objects.bulk_update(
-            changed,
-            ["status", "reason", "remaining", "filled", "held_fen", "hold_per_lot_fen", "priority_seq", "price_fen", "updated_at"],
-        )
 
     def _number_private_events(self, writes: BatchWrites) -> None:
         """Give each organisation's events consecutive ``seq`` numbers, kept in the store, so a
@@ -541,14 +562,14 @@ class EngineRunner:
             next_seq[org_id] += 1
 
     def _publish(self, writes: BatchWrites) -> None:
+        # Public market data first: one PUBLISH per instrument, read by every web process.
+        for instrument_id, message in writes.market_data:
+            market_data.publish_raw(instrument_id, message)
         by_org: dict[int, list[dict]] = {}
         for org_id, event in writes.private_events:
             by_org.setdefault(org_id, []).append(event)
-        # One channel-layer message per organisation per batch; the consumer relays each event.
-        for org_id, events in by_org.items():
-            publish(organisation_group(org_id), events)
-        for instrument_id, message in writes.market_data:
-            market_data.publish_raw(instrument_id, message)
+        # One channel-layer message per organisation per batch, all in one event-loop hop.
+        publish_many({organisation_group(org_id): events for org_id, events in by_org.items()})
 
     # ------------------------------------------------------------------ loop
 

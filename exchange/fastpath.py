@@ -98,7 +98,9 @@ class GroupCommitBatcher:
 
     async def _connection(self) -> psycopg.AsyncConnection:
         if self._conn is None or self._conn.closed:
-            self._conn = await psycopg.AsyncConnection.connect(self._dsn)
+            # Autocommit: the one statement is its own transaction, and psycopg returns only after
+            # PostgreSQL reports the commit — no separate BEGIN and COMMIT round trips.
+            self._conn = await psycopg.AsyncConnection.connect(self._dsn, autocommit=True)
         return self._conn
 
     async def _drain(self) -> None:
@@ -108,9 +110,8 @@ class GroupCommitBatcher:
                 requests = [request for request, _ in batch]
                 try:
                     conn = await self._connection()
-                    async with conn.transaction():
-                        cursor = await conn.execute(PLACE_SQL, place_params(requests))
-                        rows = await cursor.fetchall()
+                    cursor = await conn.execute(PLACE_SQL, place_params(requests))
+                    rows = await cursor.fetchall()
                     results = results_from_rows(rows, len(requests))
                 except Exception as exc:  # nothing was committed: every order in the batch fails alike
                     log.exception("order batch failed")

@@ -148,6 +148,30 @@ def _with_db(url: str, name: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
 
 
+def _own_local_ports() -> set[int]:
+    """Local TCP ports of this process's sockets."""
+    inodes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            link = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as fh:
+                next(fh)
+                for line in fh:
+                    fields = line.split()
+                    if fields[9] in inodes:
+                        ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+        except OSError:
+            pass
+    return ports
+
+
 class Environment:
     """Database, Redis prefix, Django in this process, and child processes for one benchmark."""
 
@@ -169,6 +193,10 @@ class Environment:
         sys.path.insert(0, str(REPO))
         from exchange import embedded  # no Django import
 
+        # Embedded servers this benchmark finds stopped are stopped again at the end.
+        self._stop_embedded = (not os.environ.get("DATABASE_URL") and not os.environ.get("REDIS_URL")
+                               and not (embedded.PG_DIR / "cluster" / "postmaster.pid").exists()
+                               and not (embedded.VALKEY_DIR / "valkey.pid").exists())
         server_url = os.environ.get("DATABASE_URL") or embedded.postgres_url()
         redis_url = os.environ.get("REDIS_URL") or embedded.valkey_url()
         self.admin_url = _with_db(server_url, "postgres")
@@ -241,9 +269,17 @@ class Environment:
         log(f"[{self.name}] {processes} × exchange.serve on 127.0.0.1:{port}")
         return port
 
-    def start_engine(self, batch_size: int = 5000) -> subprocess.Popen:
-        child = self.spawn("engine", [PYTHON, "manage.py", "run_engine", "--shard", "0/1", "--batch-size", str(batch_size)],
-                           stdout=subprocess.PIPE, text=True)
+    def start_engine(self, batch_size: int = 5000, experiments: list[str] | None = None) -> subprocess.Popen:
+        """``manage.py run_engine``; with ``experiments``, the same command with proposed engine
+        changes from bench/lib/engine_patches.py applied first (a measurement, not the shipped code)."""
+        argv = [PYTHON, "manage.py", "run_engine", "--shard", "0/1", "--batch-size", str(batch_size)]
+        if experiments:
+            argv = [PYTHON, "-c", (
+                "import sys, django; sys.path.insert(0, '.'); django.setup(); "
+                f"from bench.lib import engine_patches; engine_patches.apply({list(experiments)!r}); "
+                "from django.core.management import call_command; "
+                f"call_command('run_engine', shard='0/1', batch_size={batch_size})")]
+        child = self.spawn("engine", argv, stdout=subprocess.PIPE, text=True)
         line = child.stdout.readline()  # "engine shard 0/1: N books, M resting orders" once loaded
         if not line:
             raise RuntimeError(f"run_engine exited with code {child.wait()}")
@@ -315,6 +351,37 @@ class Environment:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def _stop_embedded_if_unused(self) -> None:
+        """Stop the embedded servers this benchmark started, unless someone else connected meanwhile."""
+        import contextlib
+
+        import psycopg
+        import redis
+
+        from exchange import embedded
+
+        detail = ""
+        try:
+            probe = redis.Redis.from_url(self.redis_url)
+            for _ in range(10):  # connections this process just closed may take a moment to go
+                with psycopg.connect(self.admin_url, autocommit=True) as conn:
+                    rows = conn.execute("SELECT datname, application_name FROM pg_stat_activity "
+                                        "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()").fetchall()
+                mine = _own_local_ports()
+                foreign = [entry.get("addr") for entry in probe.client_list()
+                           if int(str(entry.get("addr", ":0")).rsplit(":", 1)[1]) not in mine]
+                if not rows and not foreign:
+                    probe.close()
+                    with contextlib.redirect_stdout(sys.stderr):  # stdout carries only figures
+                        embedded.stop()
+                    return
+                detail = f"PostgreSQL {rows}, Redis {foreign}"
+                time.sleep(0.3)
+            probe.close()
+        except Exception as exc:  # noqa: BLE001
+            detail = str(exc)
+        log(f"[{self.name}] left the embedded servers it started running: other clients use them ({detail})")
+
     def close(self) -> None:
         if self._closed:
             return
@@ -344,4 +411,6 @@ class Environment:
             client.close()
         except Exception as exc:  # noqa: BLE001
             log(f"[{self.name}] could not clean Redis keys {self.prefix}*: {exc}")
+        if getattr(self, "_stop_embedded", False):
+            self._stop_embedded_if_unused()
         log(f"[{self.name}] stopped every process it started; dropped {self.db_name}")

@@ -2,7 +2,7 @@
 
 Not a benchmark (``make bench`` does not run it):
 
-    .venv/bin/python -m bench.lib.place_breakdown
+    .venv/bin/python -m bench.lib.place_breakdown [--size 1000]
 
 Reads exchange/sql/place_orders.sql as it is now, creates variants of cx_place_orders in a
 throw-away database with one part cut out (by text substitution; a part whose text is no
@@ -62,6 +62,13 @@ def variants(source: str) -> dict[str, str | None]:
 
 
 def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--size", type=int, default=1000, help="orders per call (each call from one organisation)")
+    args = parser.parse_args()
+    size = args.size
+    calls = max(1, 1000 // size)
     with Environment("breakdown") as env:
         import psycopg
 
@@ -101,22 +108,25 @@ def main() -> None:
                         conn.execute("SET session_replication_role = replica")
                         conn.commit()
                     for side, traders in (("buy", market.buyers), ("sell", market.providers)):
-                        trader = traders[rep % len(traders)]
-                        orders = [order(trader, ins, f"{function}-{rep}-{side}-{k}{'r' if replica else ''}",
-                                        price_fen=1850 if side == "buy" else 2150, qty=1) for k in range(1000)]
-                        started = time.perf_counter()
-                        counts = place_direct(conn, orders)
-                        elapsed = time.perf_counter() - started
-                        if counts.get("accepted") != 1000:
-                            log(f"{name}: {counts}")
-                        samples.setdefault((name, side), []).append(elapsed)
+                        elapsed = 0.0
+                        for call in range(calls):
+                            trader = traders[(rep * calls + call) % len(traders)]
+                            orders = [order(trader, ins, f"{function}-{rep}-{side}-{call}-{k}{'r' if replica else ''}",
+                                            price_fen=1850 if side == "buy" else 2150, qty=1) for k in range(size)]
+                            started = time.perf_counter()
+                            counts = place_direct(conn, orders)
+                            elapsed += time.perf_counter() - started
+                            if counts.get("accepted") != size:
+                                log(f"{name}: {counts}")
+                        samples.setdefault((name, side), []).append(elapsed / calls / size * 1000)
                     if replica:
                         conn.execute("SET session_replication_role = origin")
                         conn.commit()
         results = {key: sorted(values)[len(values) // 2] for key, values in samples.items()}
         gateway.PLACE_SQL = original
         base = {side: results[("full function", side)] for side in ("buy", "sell")}
-        print(f"µs per order, 1,000 orders of one organisation per call (median of {REPEATS}); saving vs the full function")
+        print(f"µs per order, {size:,} orders of one organisation per call, {calls} call(s) per sample (median of "
+              f"{REPEATS}); saving vs the full function")
         for name in found:
             cells = []
             for side in ("buy", "sell"):
