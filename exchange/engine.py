@@ -14,7 +14,6 @@ away and rebuilt from the database before going on.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 

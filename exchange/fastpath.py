@@ -31,12 +31,14 @@ from exchange.errors import AppError
 from exchange.gateway import (
     MAX_BATCH,
     PLACE_SQL,
-    REJECTIONS,
-    instruments,
     OrderRequest,
     OrderResult,
+    batch_outcomes,
+    batch_plan,
+    instruments,
     order_request_parse,
     place_params,
+    rejection,
     results_from_rows,
 )
 
@@ -203,18 +205,20 @@ class OrderEntryRouter:
             await self._respond(send, 500, _error_body(
                 "server_error", "The order could not be processed; nothing was placed. Try again."))
 
-    async def _parse(self, actor: Actor, item) -> OrderRequest:
-        code = item.get("instrument") if isinstance(item, dict) else None
-        if isinstance(code, str) and instruments.cached(code) is None:
-            await sync_to_async(instruments.get)(code)
-        return order_request_parse(item, actor=actor, lookup=instruments.cached)
+    async def _warm(self, items) -> None:
+        """Look up, off the event loop, the instruments the directory has not seen yet."""
+        for item in items if isinstance(items, list) else ():
+            code = item.get("instrument") if isinstance(item, dict) else None
+            if isinstance(code, str) and instruments.cached(code) is None:
+                await sync_to_async(instruments.get)(code)
 
     async def _single(self, actor: Actor, data, send) -> None:
-        request = await self._parse(actor, data)
+        await self._warm([data])
+        request = order_request_parse(data, actor=actor, lookup=instruments.cached)
         (result,) = await self.batcher.submit([request])
         if not result.ok:
-            status, message = REJECTIONS.get(result.code, (400, result.code))
-            await self._respond(send, status, _error_body(result.code, message))
+            error = rejection(result)
+            await self._respond(send, error.status_code, error.as_dict())
             return
         await self._respond(send, 201 if result.code == "accepted" else 200, {
             "id": result.order_id, "client_order_id": request.client_order_id, "instrument_id": request.instrument_id,
@@ -223,25 +227,7 @@ class OrderEntryRouter:
 
     async def _batch(self, actor: Actor, data, send) -> None:
         items = data.get("orders") if isinstance(data, dict) else None
-        if not isinstance(items, list) or not items:
-            raise AppError("invalid", "Send {\"orders\": [...]} with at least one order.", fields={"orders": "Required."})
-        if len(items) > MAX_BATCH:
-            raise AppError("invalid", f"At most {MAX_BATCH} orders per batch.", fields={"orders": f"At most {MAX_BATCH}."})
-        outcomes: list[dict | None] = [None] * len(items)
-        requests, positions = [], []
-        for i, item in enumerate(items):
-            try:
-                requests.append(await self._parse(actor, item))
-                positions.append(i)
-            except AppError as exc:
-                outcomes[i] = {"index": i, "status": "rejected", **exc.as_dict()}
-        results = await self.batcher.submit(requests) if requests else []
-        for i, request, result in zip(positions, requests, results):
-            if result.ok:
-                outcomes[i] = {"index": i, "status": "accepted" if result.code == "accepted" else "duplicate",
-                               "order_id": result.order_id, "client_order_id": request.client_order_id}
-            else:
-                status, message = REJECTIONS.get(result.code, (400, result.code))
-                outcomes[i] = {"index": i, "status": "rejected", **_error_body(result.code, message)}
-        await self._respond(send, 200, {"results": outcomes})
-
+        await self._warm(items)
+        plan = batch_plan(items, actor=actor, lookup=instruments.cached)
+        results = await self.batcher.submit(plan.requests) if plan.requests else []
+        await self._respond(send, 200, {"results": batch_outcomes(plan, results)})

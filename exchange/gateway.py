@@ -206,6 +206,47 @@ def order_request_parse(data: dict, *, actor: Actor, lookup=None) -> OrderReques
     )
 
 
+def rejection(result: OrderResult) -> AppError:
+    status, message = REJECTIONS.get(result.code, (400, result.code))
+    return AppError(result.code, message, status_code=status)
+
+
+@dataclass(slots=True)
+class BatchPlan:
+    """A batch after parsing: outcomes so far (refused items), and what goes to the database."""
+
+    outcomes: list
+    requests: list
+    positions: list
+
+
+def batch_plan(items, *, actor: Actor, lookup=None) -> BatchPlan:
+    """Parse a batch body's ``orders``; each bad item gets its own refusal, the rest go on."""
+    if not isinstance(items, list) or not items:
+        raise AppError("invalid", "Send {\"orders\": [...]} with at least one order.", fields={"orders": "Required."})
+    if len(items) > MAX_BATCH:
+        raise AppError("invalid", f"At most {MAX_BATCH} orders per batch.", fields={"orders": f"At most {MAX_BATCH}."})
+    plan = BatchPlan(outcomes=[None] * len(items), requests=[], positions=[])
+    for i, item in enumerate(items):
+        try:
+            plan.requests.append(order_request_parse(item, actor=actor, lookup=lookup))
+            plan.positions.append(i)
+        except AppError as exc:
+            plan.outcomes[i] = {"index": i, "status": "rejected", **exc.as_dict()}
+    return plan
+
+
+def batch_outcomes(plan: BatchPlan, results: list[OrderResult]) -> list[dict]:
+    """Each item's result, in the order sent."""
+    for i, request, result in zip(plan.positions, plan.requests, results):
+        if result.ok:
+            plan.outcomes[i] = {"index": i, "status": "accepted" if result.code == "accepted" else "duplicate",
+                                "order_id": result.order_id, "client_order_id": request.client_order_id}
+        else:
+            plan.outcomes[i] = {"index": i, "status": "rejected", **rejection(result).as_dict()}
+    return plan.outcomes
+
+
 PLACE_SQL = "SELECT idx, order_id, code FROM cx_place_orders(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 
 

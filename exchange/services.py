@@ -7,16 +7,11 @@ from django.db import connection, transaction
 from accounts.access import Actor, check_actor, refresh_actor
 from exchange import ledger
 from exchange.errors import AppError, NotFound
-from exchange.gateway import MAX_BATCH, REJECTIONS, OrderResult, order_request_parse, orders_submit
+from exchange.gateway import batch_outcomes, batch_plan, order_request_parse, orders_submit, rejection
 from exchange.models import FeeTier, InboxCommand, Instrument, MemberTier, Order
 from exchange.money import fen_from_cny
 
 ORDER_LOCK_CLASS = 0x6F72  # "or": first key of the per-order advisory lock
-
-
-def rejection(result: OrderResult) -> AppError:
-    status, message = REJECTIONS.get(result.code, (400, result.code))
-    return AppError(result.code, message, status_code=status)
 
 
 def order_place(*, actor: Actor, data: dict) -> tuple[Order, bool]:
@@ -33,28 +28,10 @@ def order_place(*, actor: Actor, data: dict) -> tuple[Order, bool]:
 def orders_place_batch(*, actor: Actor, items: list) -> list[dict]:
     """Place up to MAX_BATCH orders in one transaction, each with its own result."""
     check_actor(refresh_actor(actor), scope="trade", acting=True)
-    if not isinstance(items, list) or not items:
-        raise AppError("invalid", "Send {\"orders\": [...]} with at least one order.", fields={"orders": "Required."})
-    if len(items) > MAX_BATCH:
-        raise AppError("invalid", f"At most {MAX_BATCH} orders per batch.", fields={"orders": f"At most {MAX_BATCH}."})
-    outcomes: list[dict | None] = [None] * len(items)
-    requests, positions = [], []
-    for i, item in enumerate(items):
-        try:
-            requests.append(order_request_parse(item, actor=actor))
-            positions.append(i)
-        except AppError as exc:
-            outcomes[i] = {"index": i, "status": "rejected", **exc.as_dict()}
+    plan = batch_plan(items, actor=actor)
     with transaction.atomic():
-        results = orders_submit(requests)
-    for i, result in zip(positions, results):
-        if result.ok:
-            outcomes[i] = {"index": i, "status": "accepted" if result.code == "accepted" else "duplicate",
-                           "order_id": result.order_id, "client_order_id": requests[positions.index(i)].client_order_id}
-        else:
-            error = rejection(result)
-            outcomes[i] = {"index": i, "status": "rejected", **error.as_dict()}
-    return outcomes  # type: ignore[return-value]
+        results = orders_submit(plan.requests)
+    return batch_outcomes(plan, results)
 
 
 def _live_order(actor: Actor, order_id: int) -> Order:
