@@ -68,11 +68,11 @@ def _check_inventory(*, asset: ComputeAsset, device_type: DeviceType, device_cou
 
 
 def listing_period_floor(*, periods: list[ListingPeriod]) -> dict[int, int]:
-    """The SCU·h of each period that a change or withdrawal may not take away: what is sold.
+    """The SCU·h of each period that a change or withdrawal may not take away: what is sold
+    or held by open asks (the trading loop keeps that account)."""
+    from exchange.capacity import committed_floor
 
-    The one place that says what is committed, so the trading loop can add what open asks hold.
-    """
-    return {period.id: period.sold_scu_h for period in periods}
+    return committed_floor(periods=periods)
 
 
 @transaction.atomic
@@ -189,8 +189,9 @@ def listing_change(
         if new_scu_h < committed:
             raise AppError(
                 "below_sold",
-                f"{committed} SCU·h of a coming period are sold; {device_count} devices give only {new_scu_h}.",
-                fields={"device_count": "Below what is sold."}, status_code=UNPROCESSABLE,
+                f"{committed} SCU·h of a coming period are sold or held by open asks; {device_count} devices give "
+                f"only {new_scu_h}.",
+                fields={"device_count": "Below what is sold or held."}, status_code=UNPROCESSABLE,
             )
         changes["device_count"] = [listing.device_count, device_count]
         listing.device_count = device_count
@@ -220,8 +221,8 @@ def listing_withdraw(*, listing: Listing, now: datetime | None = None) -> Listin
     if committed := sum(floors.values()):
         raise AppError(
             "listing_sold",
-            f"{committed} SCU·h of this listing are sold for periods that have not started; it cannot be withdrawn "
-            "below that. Shrink it instead.",
+            f"{committed} SCU·h of this listing are sold or held by open asks for periods that have not started; "
+            "it cannot be withdrawn below that. Cancel the asks, or shrink it instead.",
             status_code=UNPROCESSABLE,
         )
     withdrawn = sum(p.scu_h for p in future)

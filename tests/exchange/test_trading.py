@@ -5,6 +5,7 @@ from decimal import Decimal
 import pytest
 
 from accounts.models import ApiToken, Organisation
+from exchange.errors import AppError
 from exchange import ledger
 from exchange.engine import EngineRunner
 from exchange.models import Allocation, CapacityPosition, InboxCommand, Instrument, LedgerAccount, Order, Trade
@@ -342,3 +343,21 @@ def test_bought_capacity_can_be_resold_and_the_allocation_chain_leads_to_the_lis
     assert resale.listing_period.listing.asset.provider == listed_provider.organisation
     assert ListingPeriod.objects.get().sold_scu_h == 10  # the listing sold once, not twice
     assert_ledger_balanced()
+
+
+def test_capacity_held_by_an_open_ask_cannot_be_withdrawn(instrument, listed_provider, runner):
+    from marketplace.services import listing_change, listing_withdraw
+
+    period = ListingPeriod.objects.get()
+    placed = token_client(listed_provider).post("/api/v1/orders/", ask(instrument, qty=600), format="json")
+    assert placed.status_code == 201, placed.data
+    with pytest.raises(AppError) as err:
+        listing_withdraw(listing=period.listing)
+    assert err.value.code == "listing_sold" and "open asks" in err.value.detail
+    # One device of factor 1.0 gives 24 SCU·h a day: 24 devices (576) are too few, 25 (600) are enough.
+    with pytest.raises(AppError) as err:
+        listing_change(listing=period.listing, device_count=24)
+    assert err.value.code == "below_sold"
+    assert ListingPeriod.objects.get().scu_h == 1000
+    listing_change(listing=period.listing, device_count=25)
+    assert ListingPeriod.objects.get().scu_h == 600
