@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
 
+from django.db import connection
 from django.db.models import F
 
 from exchange.models import Allocation, Instrument, Trade
@@ -59,9 +60,34 @@ def _capacity_of_batch(trades: list[Trade], instruments: dict[int, Instrument]):
     return periods, held
 
 
+def _write(created: list[Allocation], periods, sources) -> None:
+    """Three statements for the batch: the allocations, and what they took from periods and sources."""
+    with connection.cursor() as cursor:
+        if periods:
+            cursor.execute(
+                "UPDATE marketplace_listingperiod p SET sold_scu_h = d.sold "
+                "FROM unnest(%s::bigint[], %s::bigint[]) AS d(id, sold) WHERE p.id = d.id",
+                [[p.id for p in periods], [p.sold_scu_h for p in periods]],
+            )
+        if sources:
+            cursor.execute(
+                "UPDATE exchange_allocation a SET resold_scu_h = d.resold "
+                "FROM unnest(%s::bigint[], %s::bigint[]) AS d(id, resold) WHERE a.id = d.id",
+                [[a.id for a in sources], [a.resold_scu_h for a in sources]],
+            )
+        if created:
+            cursor.execute(
+                "INSERT INTO exchange_allocation (trade_id, holder_id, listing_period_id, source_id, scu_h, "
+                "device_hours, resold_scu_h) SELECT *, 0 FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], "
+                "%s::bigint[], %s::bigint[], %s::numeric[])",
+                [[a.trade_id for a in created], [a.holder_id for a in created],
+                 [a.listing_period_id for a in created], [a.source_id for a in created],
+                 [a.scu_h for a in created], [a.device_hours for a in created]],
+            )
+
+
 def allocate(trades: list[Trade]) -> list[Allocation]:
     """Create the allocations of ``trades`` (already saved) and mark listing capacity sold."""
-    from marketplace.models import ListingPeriod
     from marketplace.services import provenance_append
 
     instruments = Instrument.objects.in_bulk({t.instrument_id for t in trades})
@@ -103,11 +129,7 @@ def allocate(trades: list[Trade]) -> list[Allocation]:
                 {"trade": trade.id, "instrument": instrument.code, "scu_h": take, "resale_of": source.id})
         if need:
             raise CapacityShortfall(f"trade {trade.id}: seller {trade.seller_id} lacks {need} SCU·h to allocate")
-    if touched_periods:
-        ListingPeriod.objects.bulk_update(touched_periods.values(), ["sold_scu_h"])
-    if touched_sources:
-        Allocation.objects.bulk_update(touched_sources.values(), ["resold_scu_h"])
-    Allocation.objects.bulk_create(created)
+    _write(created, touched_periods.values(), touched_sources.values())
     assets = {a.listing_period.listing.asset_id: a.listing_period.listing.asset for a in created}
     # One provenance record per asset per engine batch lists every sale of it.
     for asset_id, sales in sold_by_asset.items():

@@ -34,7 +34,6 @@ from exchange.models import (
     Instrument,
     Journal,
     LedgerAccount,
-    LedgerLeg,
     MemberTier,
     Order,
     Trade,
@@ -63,6 +62,51 @@ def band_ticks(instrument: Instrument) -> int:
     if not instrument.reference_price_fen:
         return 0
     return max(1, instrument.reference_price_fen * instrument.band_bps // 10000) // instrument.tick_fen
+
+
+PENDING_SQL = """
+    SELECT i.seq, i.instrument_id, i.action, i.order_id, i.new_price_fen, i.new_qty, i.extra_hold_fen,
+           i.new_hold_per_lot_fen, o.organisation_id, o.owner_id, o.side, o.type, o.tif, o.post_only, o.price_fen,
+           o.remaining, o.expires_at, o.protect_ticks, o.hold_per_lot_fen, o.held_fen
+    FROM exchange_inboxcommand i LEFT JOIN exchange_order o ON o.id = i.order_id
+    WHERE i.seq = ANY(ARRAY(SELECT seq FROM exchange_inboxcommand
+                            WHERE processed_at IS NULL{shard} ORDER BY seq LIMIT %s))
+    ORDER BY i.seq
+"""
+
+
+@dataclass(slots=True)
+class OrderRow:
+    """The order a NEW command carries, as the engine needs it."""
+
+    id: int
+    organisation_id: int
+    owner_id: int
+    side: str
+    type: str
+    tif: str
+    post_only: bool
+    price_fen: int | None
+    remaining: int
+    expires_at: object
+    protect_ticks: int
+    hold_per_lot_fen: int
+    held_fen: int
+
+
+@dataclass(slots=True)
+class PendingCommand:
+    """An unprocessed inbox row (plain values: a batch holds thousands)."""
+
+    seq: int
+    instrument_id: int
+    action: str
+    order_id: int | None
+    new_price_fen: int | None
+    new_qty: int | None
+    extra_hold_fen: int
+    new_hold_per_lot_fen: int | None
+    order: OrderRow | None = None
 
 
 @dataclass(slots=True)
@@ -181,7 +225,9 @@ class EngineRunner:
                     return 0
                 writes = self._run(commands)
                 self._write(writes)
-                InboxCommand.objects.filter(seq__in=[c.seq for c in commands]).update(processed_at=timezone.now())
+                with connection.cursor() as cursor:
+                    cursor.execute("UPDATE exchange_inboxcommand SET processed_at = now() WHERE seq = ANY(%s)",
+                                   [[c.seq for c in commands]])
                 transaction.on_commit(lambda: self._publish(writes))
         except Exception:
             log.exception("batch failed; rebuilding books from the database")
@@ -189,24 +235,21 @@ class EngineRunner:
             raise
         return len(commands)
 
-    def _pending(self) -> list[InboxCommand]:
+    def _pending(self) -> list[PendingCommand]:
         # = ANY(ARRAY(…)) keeps the planner on the partial index (IN (SELECT …) scanned the table).
-        query = (
-            "SELECT seq FROM exchange_inboxcommand WHERE processed_at IS NULL"
-            + (" AND instrument_id %% %s = %s" if self.shards > 1 else "")
-            + " ORDER BY seq LIMIT %s"
-        )
-        params = [self.shards, self.shard, self.batch_size] if self.shards > 1 else [self.batch_size]
+        shard = " AND instrument_id %% %s = %s" if self.shards > 1 else ""
+        params = ([self.shards, self.shard] if self.shards > 1 else []) + [self.batch_size]
         with connection.cursor() as cursor:
-            cursor.execute(query, params)
-            seqs = [row[0] for row in cursor.fetchall()]
-        if not seqs:
-            return []
-        return list(InboxCommand.objects.filter(seq__in=seqs).select_related("order").order_by("seq"))
+            cursor.execute(PENDING_SQL.format(shard=shard), params)
+            rows = cursor.fetchall()
+        return [
+            PendingCommand(*row[:8], order=OrderRow(row[3], *row[8:]) if row[3] is not None else None)
+            for row in rows
+        ]
 
-    def _run(self, commands: list[InboxCommand]) -> BatchWrites:
+    def _run(self, commands: list[PendingCommand]) -> BatchWrites:
         writes = BatchWrites()
-        by_instrument: dict[int, list[InboxCommand]] = {}
+        by_instrument: dict[int, list[PendingCommand]] = {}
         for command in commands:
             by_instrument.setdefault(command.instrument_id, []).append(command)
         fees = self._fee_rates(commands)
@@ -219,7 +262,7 @@ class EngineRunner:
             writes.touched_instruments.add(instrument_id)
         return writes
 
-    def _commands(self, instrument: Instrument, book, batch: list[InboxCommand], writes: BatchWrites):
+    def _commands(self, instrument: Instrument, book, batch: list[PendingCommand], writes: BatchWrites):
         """Inbox rows → COMMAND_DTYPE rows; ``sources[i]`` is the inbox row of command i."""
         rows, sources = [], []
         now = micros(timezone.now())
@@ -398,7 +441,7 @@ class EngineRunner:
         self._release(writes, order)
         self._update(writes, order_id, status=status, reason=reason)
 
-    def _amended(self, writes: BatchWrites, source: InboxCommand, remaining: int, price_fen: int) -> None:
+    def _amended(self, writes: BatchWrites, source: PendingCommand, remaining: int, price_fen: int) -> None:
         order = self.live[source.order_id]
         if order.side == "buy":
             order.held_fen += source.extra_hold_fen
@@ -426,27 +469,43 @@ class EngineRunner:
         return {key: self._accounts[key] for key in keys}
 
     def _write(self, writes: BatchWrites) -> None:
-        journal_legs: list[tuple[Journal, list[tuple[tuple, int]]]] = []
+        now = timezone.now()
         if writes.trades:
-            Trade.objects.bulk_create(writes.trades)
-            for trade, legs in zip(writes.trades, writes.trade_legs):
-                journal_legs.append((Journal(kind=Journal.Kind.TRADE, trade=trade), legs))
-        for order_id, org_id, amount in writes.releases:
-            journal_legs.append((
-                Journal(kind=Journal.Kind.RELEASE, order_id=order_id),
-                [((org_id, LedgerAccount.Kind.HELD), -amount), ((org_id, LedgerAccount.Kind.AVAILABLE), amount)],
-            ))
+            self._insert_trades(writes.trades, now)
+        # (kind, order id, trade id, legs) per journal
+        journals: list[tuple[str, int | None, int | None, list[tuple[tuple, int]]]] = [
+            (Journal.Kind.TRADE, None, trade.id, legs) for trade, legs in zip(writes.trades, writes.trade_legs)
+        ]
+        journals += [
+            (Journal.Kind.RELEASE, order_id, None,
+             [((org_id, LedgerAccount.Kind.HELD), -amount), ((org_id, LedgerAccount.Kind.AVAILABLE), amount)])
+            for order_id, org_id, amount in writes.releases
+        ]
         deltas: dict[int, int] = {}
-        if journal_legs:
-            ids = self._account_ids({key for _, legs in journal_legs for key, _ in legs})
-            for _, legs in journal_legs:
+        if journals:
+            accounts = self._account_ids({key for *_, legs in journals for key, _ in legs})
+            journal_ids = self._next_ids("exchange_journal", len(journals))
+            leg_rows: tuple[list, list, list] = ([], [], [])
+            for journal_id, (*_, legs) in zip(journal_ids, journals):
                 for key, amount in legs:
-                    deltas[ids[key]] = deltas.get(ids[key], 0) + amount
-            Journal.objects.bulk_create([journal for journal, _ in journal_legs])
-            LedgerLeg.objects.bulk_create(
-                LedgerLeg(journal_id=journal.id, account_id=ids[key], amount_fen=amount)
-                for journal, legs in journal_legs for key, amount in legs if amount
-            )
+                    if amount:
+                        account = accounts[key]
+                        deltas[account] = deltas.get(account, 0) + amount
+                        leg_rows[0].append(journal_id)
+                        leg_rows[1].append(account)
+                        leg_rows[2].append(amount)
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "INSERT INTO exchange_journal (id, kind, order_id, trade_id, memo, created_at) "
+                    "SELECT id, kind, order_id, trade_id, '', %s FROM "
+                    "unnest(%s::bigint[], %s::text[], %s::bigint[], %s::bigint[]) AS j(id, kind, order_id, trade_id)",
+                    [now, journal_ids, [j[0] for j in journals], [j[1] for j in journals], [j[2] for j in journals]],
+                )
+                cursor.execute(
+                    "INSERT INTO exchange_ledgerleg (journal_id, account_id, amount_fen) "
+                    "SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[])",
+                    list(leg_rows),
+                )
         self._write_orders(writes)
         if writes.trades:
             allocate(writes.trades)
@@ -466,6 +525,28 @@ class EngineRunner:
         # only for the end of a batch and never in a cycle.
         self._write_balances(deltas)
         self._write_positions(writes)
+
+    @staticmethod
+    def _next_ids(table: str, count: int) -> list[int]:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [table, count])
+            return [row[0] for row in cursor.fetchall()]
+
+    def _insert_trades(self, trades: list[Trade], now) -> None:
+        """One INSERT for the batch's trades; their ids come from the sequence first, so the
+        journals and allocations written next can refer to them."""
+        for trade, trade_id in zip(trades, self._next_ids("exchange_trade", len(trades))):
+            trade.id = trade_id
+            trade.created_at = now
+        columns = ("id", "instrument_id", "inbox_seq", "match_index", "price_fen", "qty", "buy_order_id",
+                   "sell_order_id", "buyer_id", "seller_id", "aggressor", "buyer_fee_fen", "seller_fee_fen")
+        types = ["bigint"] * 10 + ["text", "bigint", "bigint"]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO exchange_trade ({', '.join(columns)}, created_at) "
+                f"SELECT *, %s::timestamptz FROM unnest({', '.join(f'%s::{t}[]' for t in types)})",
+                [now] + [[getattr(t, c) for t in trades] for c in columns],
+            )
 
     def _write_balances(self, deltas: dict[int, int]) -> None:
         if not deltas:
