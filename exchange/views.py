@@ -1,4 +1,4 @@
-"""Site-wide pages: home, health, error pages."""
+"""Site-wide pages: home, health, error pages, markets."""
 
 from __future__ import annotations
 
@@ -8,9 +8,19 @@ import time
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.contrib import messages
+from django.core.paginator import Paginator
 from django.db import connection
-from django.http import JsonResponse
-from django.shortcuts import render
+from django.http import Http404, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+
+from accounts.selectors import membership_current
+from exchange import ledger
+from exchange.models import Instrument
+from exchange.selectors import instrument_list, ticker
+from marketplace.models import ComputeClass, Hub
 
 
 def site_context(request):
@@ -87,11 +97,6 @@ def csrf_failure(request, reason=""):
 
 def markets(request):
     """Every tradeable instrument with its ticker; prices update live over /ws/market/."""
-    from django.core.paginator import Paginator
-
-    from exchange.selectors import instrument_list
-    from exchange.models import Instrument
-
     state = request.GET.get("state") or None
     queryset = instrument_list(class_code=request.GET.get("class") or None, hub_code=request.GET.get("hub") or None,
                                state=state)
@@ -99,8 +104,6 @@ def markets(request):
         queryset = queryset.exclude(state=Instrument.State.CLOSED)
     page = Paginator(queryset.order_by("delivery_start", "compute_class__code", "hub__sort_order"), 40).get_page(
         request.GET.get("page"))
-    from marketplace.models import ComputeClass, Hub
-
     return render(request, "exchange/markets.html", {
         "page": page, "classes": ComputeClass.objects.all(), "hubs": Hub.objects.all(),
         "states": Instrument.State.choices, "filters": request.GET,
@@ -108,11 +111,6 @@ def markets(request):
 
 
 def market_detail(request, code: str):
-    from django.shortcuts import get_object_or_404
-
-    from accounts.selectors import membership_current
-    from exchange.selectors import instrument_list, ticker
-
     instrument = get_object_or_404(instrument_list(), code=code)
     membership = membership_current(user=request.user)
     return render(request, "exchange/market_detail.html", {
@@ -124,14 +122,6 @@ def market_detail(request, code: str):
 
 def funds_topup(request):
     """Demo mode only: add demo funds to the signed-in person's organisation."""
-    from django.contrib import messages
-    from django.http import Http404
-    from django.shortcuts import redirect
-    from django.utils.translation import gettext as _
-
-    from accounts.selectors import membership_current
-    from exchange import ledger
-
     if not settings.DEMO_MODE:
         raise Http404("Top-ups exist only in demo mode.")
     if request.method != "POST" or not request.user.is_authenticated:
@@ -142,4 +132,8 @@ def funds_topup(request):
     else:
         ledger.deposit(organisation=membership.organisation, amount_fen=1_000_000_00, memo="demo top-up")
         messages.success(request, _("Added 1,000,000.00 CNY of demo funds."))
-    return redirect(request.POST.get("next") or "markets")
+    target = request.POST.get("next", "")
+    # Only back to a page of this site.
+    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        target = "markets"
+    return redirect(target)

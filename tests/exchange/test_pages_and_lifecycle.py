@@ -113,3 +113,10 @@ def test_check_ledger_command_passes_and_finds_a_broken_balance(funded_buyer):
     LedgerAccount.objects.filter(organisation=funded_buyer.organisation, kind="available").update(balance=1)
     with pytest.raises(Exception, match="problem"):
         call_command("check_ledger")
+
+
+def test_demo_top_up_returns_only_to_this_site(client, buyer, settings):
+    settings.DEMO_MODE = True
+    client.force_login(buyer.user)
+    assert client.post("/funds/demo-top-up/", {"next": "https://evil.example/"})["Location"] == "/markets/"
+    assert client.post("/funds/demo-top-up/", {"next": "/markets/X/"})["Location"] == "/markets/X/"
