@@ -100,33 +100,28 @@ def allocate(trades: list[Trade]) -> list[Allocation]:
         key = (trade.seller_id, trade.instrument_id)
         instrument = instruments[trade.instrument_id]
         need = trade.qty
-        for period in periods[key]:
-            if need == 0:
-                break
-            take = min(need, period.scu_h - period.sold_scu_h)
+        # Own listings first (listing periods), then capacity bought earlier (allocations: resale).
+        for row in periods[key] + held[key]:
+            source = row if isinstance(row, Allocation) else None
+            period = row.listing_period if source else row
+            free = row.scu_h - (row.resold_scu_h if source else row.sold_scu_h)
+            take = min(need, free)
             if take <= 0:
                 continue
-            period.sold_scu_h += take
-            touched_periods[period.id] = period
+            if source is None:
+                period.sold_scu_h += take
+                touched_periods[period.id] = period
+            else:
+                source.resold_scu_h += take
+                touched_sources[source.id] = source
             need -= take
-            created.append(Allocation(trade=trade, holder_id=trade.buyer_id, listing_period=period, scu_h=take,
-                                      device_hours=_device_hours(take, period.listing.factor)))
+            created.append(Allocation(trade=trade, holder_id=trade.buyer_id, listing_period=period, source=source,
+                                      scu_h=take, device_hours=_device_hours(take, period.listing.factor)))
             sold_by_asset.setdefault(period.listing.asset_id, []).append(
-                {"trade": trade.id, "instrument": instrument.code, "scu_h": take, "listing": period.listing_id})
-        for source in held[key]:
+                {"trade": trade.id, "instrument": instrument.code, "scu_h": take,
+                 **({"listing": period.listing_id} if source is None else {"resale_of": source.id})})
             if need == 0:
                 break
-            take = min(need, source.scu_h - source.resold_scu_h)
-            if take <= 0:
-                continue
-            source.resold_scu_h += take
-            touched_sources[source.id] = source
-            need -= take
-            created.append(Allocation(trade=trade, holder_id=trade.buyer_id, listing_period=source.listing_period,
-                                      source=source, scu_h=take,
-                                      device_hours=_device_hours(take, source.listing_period.listing.factor)))
-            sold_by_asset.setdefault(source.listing_period.listing.asset_id, []).append(
-                {"trade": trade.id, "instrument": instrument.code, "scu_h": take, "resale_of": source.id})
         if need:
             raise CapacityShortfall(f"trade {trade.id}: seller {trade.seller_id} lacks {need} SCU·h to allocate")
     _write(created, touched_periods.values(), touched_sources.values())

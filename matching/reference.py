@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .snapshot import SNAPSHOT_SCALARS, BookInvariantError, check_resting_orders
+from .snapshot import check_book_params, SNAPSHOT_SCALARS, BookInvariantError, check_resting_orders
 from .types import (
     COMMAND_DTYPE,
     DEFAULT_MAX_SPAN_TICKS,
@@ -60,10 +60,8 @@ class ReferenceBook:
         max_span_ticks: int = DEFAULT_MAX_SPAN_TICKS,
         mode: int = Mode.CONTINUOUS,
     ) -> None:
-        if ref_price < 0 or band_ticks < 0 or capacity < 1 or max_span_ticks < 1:
-            raise ValueError("ref_price and band_ticks must be >= 0, capacity and max_span_ticks >= 1")
-        if stp_mode not in tuple(Stp) or mode not in tuple(Mode):
-            raise ValueError("unknown stp_mode or mode")
+        check_book_params(ref_price=ref_price, band_ticks=band_ticks, stp_mode=stp_mode, capacity=capacity,
+                          max_span_ticks=max_span_ticks, mode=mode)
         self._ref = ref_price
         self._band = band_ticks
         self._stp = int(stp_mode)

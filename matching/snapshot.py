@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from .types import MAX_PRICE, MAX_QTY, ORDER_DTYPE, Mode, Side
+from .types import MAX_PRICE, MAX_QTY, ORDER_DTYPE, Mode, Side, Stp
 
 SNAPSHOT_SCALARS = ("mode", "ref_price", "band_ticks", "stp_mode", "max_span_ticks", "last_ts")
 
 
 class BookInvariantError(AssertionError):
     """``validate()`` found the book's internal state inconsistent (a bug, never input)."""
+
+
+def check_book_params(*, ref_price: int, band_ticks: int, stp_mode: int, capacity: int, max_span_ticks: int,
+                      mode: int) -> None:
+    """The constructor arguments both books accept; ValueError otherwise."""
+    if ref_price < 0 or band_ticks < 0 or capacity < 1 or max_span_ticks < 1:
+        raise ValueError("ref_price and band_ticks must be >= 0, capacity and max_span_ticks >= 1")
+    if stp_mode not in tuple(Stp) or mode not in tuple(Mode):
+        raise ValueError("unknown stp_mode or mode")
 
 
 def check_resting_orders(orders: np.ndarray, *, mode: int, max_span_ticks: int) -> np.ndarray:
