@@ -361,3 +361,16 @@ def test_capacity_held_by_an_open_ask_cannot_be_withdrawn(instrument, listed_pro
     assert ListingPeriod.objects.get().scu_h == 1000
     listing_change(listing=period.listing, device_count=25)
     assert ListingPeriod.objects.get().scu_h == 600
+
+
+def test_amend_refuses_off_tick_prices_a_second_pending_change_and_other_organisations(instrument, funded_buyer, provider, runner):
+    client = token_client(funded_buyer)
+    order_id = client.post("/api/v1/orders/", bid(instrument, qty=5), format="json").data["id"]
+    drain(runner)
+    off_tick = client.patch(f"/api/v1/orders/{order_id}/", {"price": "20.555"}, format="json")
+    assert off_tick.status_code == 400 and "price" in off_tick.data["fields"]
+    assert client.patch(f"/api/v1/orders/{order_id}/", {"qty": 3}, format="json").status_code == 202
+    pending = client.patch(f"/api/v1/orders/{order_id}/", {"qty": 2}, format="json")
+    assert pending.status_code == 409 and pending.data["code"] == "change_pending"
+    assert token_client(provider).patch(f"/api/v1/orders/{order_id}/", {"qty": 1}, format="json").status_code == 404
+    assert InboxCommand.objects.filter(action="amend").count() == 1
