@@ -7,9 +7,9 @@ WebSocket commands — ``order_request_parse`` for fields, ``cx_place_orders`` f
 credentials, organisation status, instrument state, duplicates and holds — and
 acknowledges each order only after the commit of the batch that wrote it.
 
-Group commit: one batch in flight per process; orders arriving meanwhile wait and go in
-the next batch together, in one statement and one commit. No timer: an order alone is
-written at once. STACK.md measures why this shape (Django's per-request thread hops cost
+Group commit: up to two batches in flight per process, each on its own connection; orders
+arriving while both are busy wait and go in the next batch together, in one statement and
+one commit. No timer: an order alone is written at once. STACK.md measures why this shape (Django's per-request thread hops cost
 more than PostgreSQL does).
 """
 
@@ -75,11 +75,10 @@ class TokenCache:
 
 
 class GroupCommitBatcher:
-    def __init__(self, dsn: str):
+    def __init__(self, dsn: str, connections: int = 2):
         self._dsn = dsn
         self._queue: list[tuple[OrderRequest, asyncio.Future]] = []
-        self._running = False
-        self._conn: psycopg.AsyncConnection | None = None
+        self._idle: list[psycopg.AsyncConnection | None] = [None] * connections
 
     async def submit(self, requests: list[OrderRequest]) -> list[OrderResult]:
         loop = asyncio.get_running_loop()
@@ -88,37 +87,33 @@ class GroupCommitBatcher:
             future = loop.create_future()
             self._queue.append((request, future))
             futures.append(future)
-        if not self._running:
-            self._running = True
-            loop.create_task(self._drain())
+        if self._idle:
+            loop.create_task(self._drain(self._idle.pop()))
         return list(await asyncio.gather(*futures))
 
     async def aclose(self) -> None:
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+        for conn in self._idle:
+            if conn is not None:
+                await conn.close()
+        self._idle = [None] * len(self._idle)
 
-    async def _connection(self) -> psycopg.AsyncConnection:
-        if self._conn is None or self._conn.closed:
-            # Autocommit: the one statement is its own transaction, and psycopg returns only after
-            # PostgreSQL reports the commit — no separate BEGIN and COMMIT round trips.
-            self._conn = await psycopg.AsyncConnection.connect(self._dsn, autocommit=True)
-        return self._conn
-
-    async def _drain(self) -> None:
+    async def _drain(self, conn: psycopg.AsyncConnection | None) -> None:
         try:
             while self._queue:
                 batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
                 requests = [request for request, _ in batch]
                 try:
-                    conn = await self._connection()
+                    if conn is None or conn.closed:
+                        # Autocommit: the one statement is its own transaction, and psycopg returns only
+                        # after PostgreSQL reports the commit — no separate BEGIN and COMMIT round trips.
+                        conn = await psycopg.AsyncConnection.connect(self._dsn, autocommit=True)
                     cursor = await conn.execute(PLACE_SQL, place_params(requests))
                     rows = await cursor.fetchall()
                     results = results_from_rows(rows, len(requests))
                 except Exception as exc:  # nothing was committed: every order in the batch fails alike
                     log.exception("order batch failed")
-                    if self._conn is not None and self._conn.broken:
-                        self._conn = None
+                    if conn is not None and conn.broken:
+                        conn = None
                     for _, future in batch:
                         if not future.done():
                             future.set_exception(exc)
@@ -127,7 +122,7 @@ class GroupCommitBatcher:
                     if not future.done():
                         future.set_result(result)
         finally:
-            self._running = False
+            self._idle.append(conn)
 
 
 def _error_body(code: str, detail: str, fields: dict | None = None) -> dict:

@@ -28,6 +28,9 @@ from exchange.money import fen_from_cny
 
 MAX_QTY = 10**9
 MAX_BATCH = 1000
+TIFS = frozenset(Order.Tif.values)
+ORDER_FIELDS = frozenset({"instrument", "side", "type", "tif", "post_only", "price", "qty", "expires_at",
+                          "protect_ticks", "client_order_id"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +132,7 @@ def order_request_parse(data: dict, *, actor: Actor, lookup=None) -> OrderReques
     if order_type not in ("limit", "market"):
         fields["type"] = "Must be 'limit' or 'market'."
     tif = data.get("tif", "IOC" if order_type == "market" else "GTC")
-    if tif not in Order.Tif.values:
+    if tif not in TIFS:
         fields["tif"] = "Must be one of GTC, GTD, IOC, FOK."
     elif order_type == "market" and tif not in ("IOC", "FOK"):
         fields["tif"] = "A market order is IOC or FOK."
@@ -183,8 +186,7 @@ def order_request_parse(data: dict, *, actor: Actor, lookup=None) -> OrderReques
         client_order_id = uuid.uuid4().hex
     elif not isinstance(client_order_id, str) or not (1 <= len(client_order_id) <= 64):
         fields["client_order_id"] = "A string of 1 to 64 characters."
-    unknown = set(data) - {"instrument", "side", "type", "tif", "post_only", "price", "qty", "expires_at",
-                           "protect_ticks", "client_order_id"}
+    unknown = data.keys() - ORDER_FIELDS
     if unknown:
         fields["non_field_errors"] = f"Unknown field(s): {', '.join(sorted(unknown))}."
     if fields:

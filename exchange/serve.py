@@ -31,7 +31,7 @@ def main() -> None:
     sock.set_inheritable(True)
     config = uvicorn.Config(
         "exchange.asgi:application", loop="uvloop", http="httptools", ws="websockets-sansio", lifespan="off",
-        access_log=args.access_log, log_level="warning", backlog=2048,
+        access_log=args.access_log, log_level="warning", backlog=2048, server_header=False,
     )
     uvicorn.Server(config).run(sockets=[sock])
 

@@ -209,3 +209,75 @@ def test_closed_instrument_cancels_resting_orders_and_releases_holds(buyer, fee_
     assert order.status == Order.Status.CANCELLED
     assert Instrument.objects.get(pk=instrument.pk).state == Instrument.State.CLOSED
     assert ledger.balances(organisation=buyer.organisation)["held"] == 0
+
+
+def _place_on(conn, actor, data) -> tuple[str, int | None]:
+    """cx_place_orders for one order on a raw psycopg connection; (code, order id)."""
+    from exchange.gateway import PLACE_SQL, order_request_parse, place_params
+
+    request = order_request_parse(data, actor=actor)
+    ((_, order_id, code),) = conn.execute(PLACE_SQL, place_params([request])).fetchall()
+    return code, order_id
+
+
+def _while_first_is_open(first_data, second_data, actor):
+    """Place ``first_data`` in an open transaction, start ``second_data`` on another connection,
+    let it reach the rows the first holds, commit the first; the second's (code, id)."""
+    import time
+
+    import psycopg
+
+    from exchange.db import conninfo
+
+    result = {}
+    with psycopg.connect(conninfo()) as first, psycopg.connect(conninfo(), autocommit=True) as second:
+        first_code, first_id = _place_on(first, actor, first_data)
+        assert first_code == "accepted"
+        worker = threading.Thread(target=lambda: result.update(out=_place_on(second, actor, second_data)))
+        worker.start()
+        with psycopg.connect(conninfo(), autocommit=True) as watcher:
+            for _ in range(200):  # until the second waits on a row or key the first holds
+                waiting = watcher.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                          "AND datname = current_database()").fetchone()[0]
+                if waiting:
+                    break
+                time.sleep(0.01)
+        assert waiting, "the second placement never waited for the first"
+        first.commit()
+        worker.join(10)
+    return first_id, result["out"]
+
+
+def test_a_bid_decided_on_a_balance_that_moved_is_decided_again_on_the_locked_row(buyer, fee_tier):
+    instrument = make_instrument()
+    ledger.deposit(organisation=buyer.organisation, amount_fen=10 * 2001)  # one bid of 10 × 20.00 + fees
+    actor = actor_from_user(buyer.user)
+    bid = {"instrument": instrument.code, "side": "buy", "price": "20.00", "qty": 10}
+    _, (code, order_id) = _while_first_is_open({**bid, "client_order_id": "a"}, {**bid, "client_order_id": "b"}, actor)
+    assert (code, order_id) == ("insufficient_funds", None)
+    assert Order.objects.count() == 1
+    balances = ledger.balances(organisation=buyer.organisation)
+    assert (balances["available"], balances["held"]) == (0, 10 * 2001)
+    assert ledger.ledger_check() == []
+
+
+def test_an_ask_decided_on_capacity_that_moved_is_decided_again_on_the_locked_row(provider, fee_tier):
+    instrument = make_instrument()
+    list_capacity(organisation=provider.organisation, instrument=instrument, scu_h=100)
+    actor = actor_from_user(provider.user)
+    ask = {"instrument": instrument.code, "side": "sell", "price": "20.00", "qty": 60}
+    _, (code, order_id) = _while_first_is_open({**ask, "client_order_id": "a"}, {**ask, "client_order_id": "b"}, actor)
+    assert (code, order_id) == ("insufficient_capacity", None)
+    assert CapacityPosition.objects.get(organisation=provider.organisation).held == 60
+
+
+def test_the_same_client_order_id_from_two_open_batches_is_one_order(buyer, fee_tier):
+    instrument = make_instrument()
+    ledger.deposit(organisation=buyer.organisation, amount_fen=100 * 2001)
+    actor = actor_from_user(buyer.user)
+    bid = {"instrument": instrument.code, "side": "buy", "price": "20.00", "qty": 10, "client_order_id": "same"}
+    first_id, (code, order_id) = _while_first_is_open(bid, bid, actor)
+    assert (code, order_id) == ("duplicate", first_id)
+    assert Order.objects.count() == 1
+    assert ledger.balances(organisation=buyer.organisation)["held"] == 10 * 2001
+    assert ledger.ledger_check() == []

@@ -279,6 +279,38 @@ def test_batch_gives_each_order_its_own_result(instrument, funded_buyer):
     assert Order.objects.count() == 1
 
 
+def test_a_repeat_after_a_refused_order_is_a_new_attempt_and_its_own_repeat_a_duplicate(instrument, funded_buyer):
+    client = token_client(funded_buyer)
+    response = client.post("/api/v1/orders/batch/", {"orders": [
+        bid(instrument, qty=10**8, price="20.00", client_order_id="b"),
+        bid(instrument, qty=2, client_order_id="b"),
+        bid(instrument, qty=3, client_order_id="b"),
+        bid(instrument, qty=4, client_order_id="c"),
+    ]}, format="json")
+    results = response.data["results"]
+    assert [r["status"] for r in results] == ["rejected", "accepted", "duplicate", "accepted"]
+    assert results[2]["order_id"] == results[1]["order_id"]
+    assert sorted(Order.objects.values_list("client_order_id", "qty")) == [("b", 2), ("c", 4)]
+    assert_ledger_balanced()
+
+
+def test_orders_placed_together_share_one_hold_journal_that_equals_their_holds(instrument, funded_buyer):
+    from exchange.models import Journal
+
+    client = token_client(funded_buyer)
+    response = client.post("/api/v1/orders/batch/", {"orders": [
+        bid(instrument, qty=q, client_order_id=f"h{q}") for q in (1, 2, 3)]}, format="json")
+    assert [r["status"] for r in response.data["results"]] == ["accepted"] * 3
+    (journal,) = Journal.objects.filter(kind="hold")
+    amounts = sorted(journal.legs.values_list("amount_fen", flat=True))
+    held = sum(Order.objects.values_list("held_fen", flat=True))
+    assert held == 2052 * 6 and amounts == [-held, held]
+    assert ledger.balances(organisation=funded_buyer.organisation)["held"] == held
+    single = client.post("/api/v1/orders/", bid(instrument, qty=1, client_order_id="h9"), format="json")
+    assert Journal.objects.get(kind="hold", order_id=single.data["id"]).legs.count() == 2
+    assert_ledger_balanced()
+
+
 def test_batch_rejects_a_malformed_body(instrument, funded_buyer):
     client = token_client(funded_buyer)
     for body in ({}, {"orders": []}, {"orders": "x"}, {"orders": [{}] * 1001}):
