@@ -47,6 +47,8 @@ log = logging.getLogger("exchange.fastpath")
 PATHS = {"/api/v1/orders/": "single", "/api/v1/orders/batch/": "batch"}
 MAX_BODY = 2 * 1024 * 1024
 TOKEN_CACHE_SIZE = 10_000
+JSON_CONTENT_TYPE = (b"content-type", b"application/json")
+_json_encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +91,8 @@ class GroupCommitBatcher:
             futures.append(future)
         if self._idle:
             loop.create_task(self._drain(self._idle.pop()))
+        if len(futures) == 1:
+            return [await futures[0]]
         return list(await asyncio.gather(*futures))
 
     async def aclose(self) -> None:
@@ -158,9 +162,9 @@ class OrderEntryRouter:
         return await self.fallback(scope, receive, send)
 
     async def _respond(self, send, status: int, body: dict) -> None:
-        payload = json.dumps(body, separators=(",", ":")).encode()
+        payload = _json_encode(body).encode()
         await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
+                    "headers": [JSON_CONTENT_TYPE, (b"content-length", str(len(payload)).encode())]})
         await send({"type": "http.response.body", "body": payload})
 
     async def _read(self, receive) -> bytes:
