@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import NamedTuple
@@ -182,6 +184,35 @@ def pg_array(values) -> str:
     return "{" + ",".join(map(element, values)) + "}"
 
 
+_gc_lock = threading.Lock()
+_gc_pauses = 0
+_gc_was_enabled = False
+
+
+@contextmanager
+def cyclic_gc_paused():
+    """No cyclic garbage collection while a batch runs (reference counting still frees).
+
+    A batch makes some hundred thousand short-lived, acyclic objects; the collector they
+    triggered walked the whole heap (every resting order) many times per batch, about a
+    tenth of the engine's time. Counted, so runners on several threads of one process
+    (the tests) turn it back on only when the last batch ends.
+    """
+    global _gc_pauses, _gc_was_enabled
+    with _gc_lock:
+        if _gc_pauses == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_pauses += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_pauses -= 1
+            if _gc_pauses == 0 and _gc_was_enabled:
+                gc.enable()
+
+
 class EngineRunner:
     def __init__(self, *, shard: int = 0, shards: int = 1, batch_size: int = 5000):
         if not 0 <= shard < shards:
@@ -260,16 +291,8 @@ class EngineRunner:
 
     def step(self) -> int:
         """Process one batch of pending commands; return how many."""
-        # A batch makes some hundred thousand short-lived, acyclic objects that reference
-        # counting frees when it ends; left on, the cyclic collector walked the whole heap
-        # (every resting order) many times per batch, about a tenth of the engine's time.
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
+        with cyclic_gc_paused():
             return self._step()
-        finally:
-            if collecting:
-                gc.enable()
 
     def _step(self) -> int:
         try:
