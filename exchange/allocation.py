@@ -13,7 +13,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from django.db import connection
 from django.db.models import F
 
-from exchange.models import Allocation, Instrument, Trade
+from exchange.models import Allocation, Instrument
 
 DEVICE_HOURS = Decimal("0.0001")
 
@@ -26,7 +26,7 @@ def _device_hours(scu_h: int, factor: Decimal) -> Decimal:
     return (Decimal(scu_h) / factor).quantize(DEVICE_HOURS, rounding=ROUND_HALF_UP)
 
 
-def _capacity_of_batch(trades: list[Trade], instruments: dict[int, Instrument]):
+def _capacity_of_batch(trades, instruments: dict[int, Instrument]):
     """Every listing period and resellable allocation the batch's sellers could deliver
     from, in two queries, locked, keyed by (seller, instrument)."""
     from django.db.models import Q
@@ -60,7 +60,7 @@ def _capacity_of_batch(trades: list[Trade], instruments: dict[int, Instrument]):
     return periods, held
 
 
-def _write(created: list[Allocation], periods, sources) -> None:
+def _write(created: list[tuple], periods, sources) -> None:
     """Three statements for the batch: the allocations, and what they took from periods and sources."""
     with connection.cursor() as cursor:
         if periods:
@@ -76,26 +76,26 @@ def _write(created: list[Allocation], periods, sources) -> None:
                 [[a.id for a in sources], [a.resold_scu_h for a in sources]],
             )
         if created:
-            cursor.execute(
-                "INSERT INTO exchange_allocation (trade_id, holder_id, listing_period_id, source_id, scu_h, "
-                "device_hours, resold_scu_h) SELECT *, 0 FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], "
-                "%s::bigint[], %s::bigint[], %s::numeric[])",
-                [[a.trade_id for a in created], [a.holder_id for a in created],
-                 [a.listing_period_id for a in created], [a.source_id for a in created],
-                 [a.scu_h for a in created], [a.device_hours for a in created]],
-            )
+            with cursor.copy("COPY exchange_allocation (trade_id, holder_id, listing_period_id, source_id, scu_h, "
+                             "device_hours, resold_scu_h) FROM STDIN") as copy:
+                for row in created:
+                    copy.write_row(row)
 
 
-def allocate(trades: list[Trade]) -> list[Allocation]:
-    """Create the allocations of ``trades`` (already saved) and mark listing capacity sold."""
+def allocate(trades) -> list[tuple]:
+    """Create the allocations of ``trades`` (already saved; anything with ``id``, ``instrument_id``,
+    ``seller_id``, ``buyer_id`` and ``qty``) and mark listing capacity sold. Returns the rows
+    written: (trade id, holder id, listing period id, source allocation id, SCU·h, device-hours, 0)."""
     from marketplace.services import provenance_append
 
     instruments = Instrument.objects.in_bulk({t.instrument_id for t in trades})
     periods, held = _capacity_of_batch(trades, instruments)
     touched_periods: dict[int, object] = {}
     touched_sources: dict[int, Allocation] = {}
-    created: list[Allocation] = []
+    created: list[tuple] = []
     sold_by_asset: dict[int, list[dict]] = {}
+    assets: dict[int, object] = {}
+    device_hours: dict[tuple[int, Decimal], Decimal] = {}
     for trade in trades:
         key = (trade.seller_id, trade.instrument_id)
         instrument = instruments[trade.instrument_id]
@@ -115,9 +115,13 @@ def allocate(trades: list[Trade]) -> list[Allocation]:
                 source.resold_scu_h += take
                 touched_sources[source.id] = source
             need -= take
-            created.append(Allocation(trade=trade, holder_id=trade.buyer_id, listing_period=period, source=source,
-                                      scu_h=take, device_hours=_device_hours(take, period.listing.factor)))
-            sold_by_asset.setdefault(period.listing.asset_id, []).append(
+            listing = period.listing
+            hours = device_hours.get((take, listing.factor))
+            if hours is None:
+                hours = device_hours[(take, listing.factor)] = _device_hours(take, listing.factor)
+            created.append((trade.id, trade.buyer_id, period.id, source.id if source else None, take, hours, 0))
+            assets[listing.asset_id] = listing.asset
+            sold_by_asset.setdefault(listing.asset_id, []).append(
                 {"trade": trade.id, "instrument": instrument.code, "scu_h": take,
                  **({"listing": period.listing_id} if source is None else {"resale_of": source.id})})
             if need == 0:
@@ -125,7 +129,6 @@ def allocate(trades: list[Trade]) -> list[Allocation]:
         if need:
             raise CapacityShortfall(f"trade {trade.id}: seller {trade.seller_id} lacks {need} SCU·h to allocate")
     _write(created, touched_periods.values(), touched_sources.values())
-    assets = {a.listing_period.listing.asset_id: a.listing_period.listing.asset for a in created}
     # One provenance record per asset per engine batch lists every sale of it.
     for asset_id, sales in sold_by_asset.items():
         provenance_append(asset=assets[asset_id], kind="capacity_sold", payload={"sales": sales})

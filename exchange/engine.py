@@ -13,9 +13,13 @@ away and rebuilt from the database before going on.
 
 from __future__ import annotations
 
+import gc
 import logging
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import NamedTuple
 
 import numpy as np
 from django.conf import settings
@@ -36,7 +40,6 @@ from exchange.models import (
     LedgerAccount,
     MemberTier,
     Order,
-    Trade,
 )
 from exchange.money import cny, fee_fen
 from matching.types import COMMAND_DTYPE, Action, EventType, Mode, Reason, Side, Tif
@@ -122,23 +125,92 @@ class LiveOrder:
     held_fen: int
 
 
+class TradeRow(NamedTuple):
+    """One trade of a batch as it is written and published (ids come from the sequence)."""
+
+    id: int
+    instrument_id: int
+    inbox_seq: int
+    match_index: int
+    price_fen: int
+    qty: int
+    buy_order_id: int
+    sell_order_id: int
+    buyer_id: int
+    seller_id: int
+    aggressor: str
+    buyer_fee_fen: int
+    seller_fee_fen: int
+    created_at: object
+
+
 @dataclass
 class BatchWrites:
     """Everything one batch changes, gathered before it is written in one transaction."""
 
     order_updates: dict[int, dict] = field(default_factory=dict)
-    trades: list[Trade] = field(default_factory=list)
-    # Per trade: [(account key, amount)], account key = (organisation_id or None, kind)
-    trade_legs: list[list[tuple[tuple, int]]] = field(default_factory=list)
+    # TradeRow fields without id and created_at, in match order; ids are given at write time.
+    trades: list[tuple] = field(default_factory=list)
+    # Legs of the trade journals: (trade index, account id, fen); zero legs are left out.
+    trade_legs: list[tuple[int, int, int]] = field(default_factory=list)
     releases: list[tuple[int, int, int]] = field(default_factory=list)  # (order id, org id, fen)
     positions: dict[tuple[int, int], list[int]] = field(default_factory=dict)  # (org, instrument) → [held, sold, bought]
     instrument_changes: dict[int, dict] = field(default_factory=dict)
+    first_price: dict[int, int] = field(default_factory=dict)  # instrument id → price of its first trade
     private_events: list[tuple[int, dict]] = field(default_factory=list)
     touched_instruments: set[int] = field(default_factory=set)
     market_data: list[tuple[int, str]] = field(default_factory=list)  # (instrument id, message)
+    saved_trades: list[TradeRow] = field(default_factory=list)
 
     def position(self, organisation_id: int, instrument_id: int) -> list[int]:
-        return self.positions.setdefault((organisation_id, instrument_id), [0, 0, 0])
+        key = (organisation_id, instrument_id)
+        position = self.positions.get(key)
+        if position is None:
+            position = self.positions[key] = [0, 0, 0]
+        return position
+
+
+def pg_array(values) -> str:
+    """A list of ints, strings or None as a PostgreSQL array literal (cast it in the query):
+    far cheaper to send than a list the driver adapts element by element."""
+
+    def element(value) -> str:
+        if value is None:
+            return "NULL"
+        if isinstance(value, str):
+            return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return str(value)
+
+    return "{" + ",".join(map(element, values)) + "}"
+
+
+_gc_lock = threading.Lock()
+_gc_pauses = 0
+_gc_was_enabled = False
+
+
+@contextmanager
+def cyclic_gc_paused():
+    """No cyclic garbage collection while a batch runs (reference counting still frees).
+
+    A batch makes some hundred thousand short-lived, acyclic objects; the collector they
+    triggered walked the whole heap (every resting order) many times per batch, about a
+    tenth of the engine's time. Counted, so runners on several threads of one process
+    (the tests) turn it back on only when the last batch ends.
+    """
+    global _gc_pauses, _gc_was_enabled
+    with _gc_lock:
+        if _gc_pauses == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_pauses += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_pauses -= 1
+            if _gc_pauses == 0 and _gc_was_enabled:
+                gc.enable()
 
 
 class EngineRunner:
@@ -150,6 +222,7 @@ class EngineRunner:
         self.instruments: dict[int, Instrument] = {}
         self.live: dict[int, LiveOrder] = {}
         self._accounts: dict[tuple, int] = {}
+        self._sequences: dict[str, str] = {}
         self.depth = market_data.DepthTracker()
 
     # ------------------------------------------------------------------ ownership
@@ -218,6 +291,10 @@ class EngineRunner:
 
     def step(self) -> int:
         """Process one batch of pending commands; return how many."""
+        with cyclic_gc_paused():
+            return self._step()
+
+    def _step(self) -> int:
         try:
             with transaction.atomic():
                 commands = self._pending()
@@ -226,8 +303,8 @@ class EngineRunner:
                 writes = self._run(commands)
                 self._write(writes)
                 with connection.cursor() as cursor:
-                    cursor.execute("UPDATE exchange_inboxcommand SET processed_at = now() WHERE seq = ANY(%s)",
-                                   [[c.seq for c in commands]])
+                    cursor.execute("UPDATE exchange_inboxcommand SET processed_at = now() WHERE seq = ANY(%s::bigint[])",
+                                   [pg_array([c.seq for c in commands])])
                 transaction.on_commit(lambda: self._publish(writes))
         except Exception:
             log.exception("batch failed; rebuilding books from the database")
@@ -267,49 +344,50 @@ class EngineRunner:
         rows, sources = [], []
         now = micros(timezone.now())
         tick = instrument.tick_fen
+        live = self.live
+        updates = writes.order_updates
+        NEW, CANCEL, AMEND = InboxCommand.Action.NEW, InboxCommand.Action.CANCEL, InboxCommand.Action.AMEND
+        # Rows follow COMMAND_FIELDS: action, order_id, owner, side, price, qty, tif, post_only, expiry, ts, protect.
         for command in batch:
-            order = command.order
-            base = dict(ts=now)
-            if command.action == InboxCommand.Action.NEW:
-                self.live[order.id] = LiveOrder(order.id, order.organisation_id, instrument.id, order.side,
-                                                order.hold_per_lot_fen, order.remaining, order.held_fen)
-                writes.order_updates.setdefault(order.id, {})["priority_seq"] = command.seq
-                rows.append(dict(
-                    base,
-                    action=Action.MARKET if order.type == Order.Type.MARKET else Action.LIMIT,
-                    order_id=order.id, owner=order.owner_id,
-                    side=Side.BUY if order.side == "buy" else Side.SELL,
-                    price=(order.price_fen or 0) // tick, qty=order.remaining, tif=TIF_CODES[order.tif],
-                    post_only=int(order.post_only), expiry=micros(order.expires_at) if order.expires_at else 0,
-                    protect_ticks=order.protect_ticks,
+            action = command.action
+            if action == NEW:
+                order = command.order
+                live[order.id] = LiveOrder(order.id, order.organisation_id, instrument.id, order.side,
+                                           order.hold_per_lot_fen, order.remaining, order.held_fen)
+                updates.setdefault(order.id, {})["priority_seq"] = command.seq
+                rows.append((
+                    Action.MARKET if order.type == "market" else Action.LIMIT, order.id, order.owner_id,
+                    Side.BUY if order.side == "buy" else Side.SELL, (order.price_fen or 0) // tick, order.remaining,
+                    TIF_CODES[order.tif], int(order.post_only), micros(order.expires_at) if order.expires_at else 0,
+                    now, order.protect_ticks,
                 ))
-            elif command.action == InboxCommand.Action.CANCEL:
-                rows.append(dict(base, action=Action.CANCEL, order_id=command.order_id))
-            elif command.action == InboxCommand.Action.AMEND:
-                rows.append(dict(base, action=Action.AMEND, order_id=command.order_id,
-                                 price=(command.new_price_fen or 0) // tick, qty=command.new_qty or 0))
+            elif action == CANCEL:
+                rows.append((Action.CANCEL, command.order_id, 0, 0, 0, 0, 0, 0, 0, now, 0))
+            elif action == AMEND:
+                rows.append((Action.AMEND, command.order_id, 0, 0, (command.new_price_fen or 0) // tick,
+                             command.new_qty or 0, 0, 0, 0, now, 0))
                 if command.new_price_fen:
-                    writes.order_updates.setdefault(command.order_id, {})["priority_seq"] = command.seq
-            elif command.action == InboxCommand.Action.UNCROSS:
+                    updates.setdefault(command.order_id, {})["priority_seq"] = command.seq
+            elif action == InboxCommand.Action.UNCROSS:
                 if book.mode == Mode.AUCTION:
-                    rows.append(dict(base, action=Action.UNCROSS))
+                    rows.append((Action.UNCROSS, 0, 0, 0, 0, 0, 0, 0, 0, now, 0))
                 writes.instrument_changes.setdefault(instrument.id, {}).update(
                     state=Instrument.State.CONTINUOUS, auction_ends_at=None)
-            elif command.action == InboxCommand.Action.AUCTION:
+            elif action == InboxCommand.Action.AUCTION:
                 if book.mode == Mode.CONTINUOUS:
-                    rows.append(dict(base, action=Action.SET_AUCTION))
-            elif command.action == InboxCommand.Action.EXPIRE:
-                rows.append(dict(base, action=Action.EXPIRE))
-            elif command.action == InboxCommand.Action.CLOSE:
-                for resting in book.orders():
-                    rows.append(dict(base, action=Action.CANCEL, order_id=int(resting["order_id"])))
+                    rows.append((Action.SET_AUCTION, 0, 0, 0, 0, 0, 0, 0, 0, now, 0))
+            elif action == InboxCommand.Action.EXPIRE:
+                rows.append((Action.EXPIRE, 0, 0, 0, 0, 0, 0, 0, 0, now, 0))
+            elif action == InboxCommand.Action.CLOSE:
+                for resting in book.orders()["order_id"].tolist():
+                    rows.append((Action.CANCEL, resting, 0, 0, 0, 0, 0, 0, 0, now, 0))
                     sources.append(command)
                 writes.instrument_changes.setdefault(instrument.id, {}).update(state=Instrument.State.CLOSED)
                 continue
             else:  # pragma: no cover - the model's choices list every action
                 raise ValueError(f"unknown inbox action {command.action}")
             sources.append(command)
-        return matching.types.make_commands(rows) if rows else np.zeros(0, dtype=COMMAND_DTYPE), sources
+        return np.array(rows, dtype=COMMAND_DTYPE) if rows else np.zeros(0, dtype=COMMAND_DTYPE), sources
 
     def _fee_rates(self, commands) -> dict:
         default = FeeTier.objects.filter(is_default=True).values_list("maker_bps", "taker_bps").first() or (0, 0)
@@ -322,26 +400,31 @@ class EngineRunner:
     def _apply(self, instrument, book, events, sources, fees, writes: BatchWrites) -> None:
         match_index: dict[int, int] = {}
         tick = instrument.tick_fen
-        for event in events:
-            etype = int(event["type"])
-            source = sources[int(event["cmd_index"])] if len(sources) else None
+        # Plain tuples (fields in EVENT_FIELDS order): reading numpy records one field at a
+        # time cost more than everything the loop does with them.
+        for (etype, cmd_index, order_id, _side, price, _qty, remaining, reason,
+             maker_id, taker_id, *_rest) in events.tolist():
+            source = sources[cmd_index] if sources else None
             if etype == EventType.TRADE:
                 seq = source.seq
                 index = match_index[seq] = match_index.get(seq, -1) + 1
-                self._trade(instrument, event, seq, index, fees, writes, price_fen=int(event["price"]) * tick)
+                self._trade(instrument, _qty, maker_id, taker_id, reason == Reason.AUCTION, seq, index, fees, writes,
+                            price_fen=price * tick)
             elif etype == EventType.ACCEPTED:
-                self._update(writes, int(event["order_id"]), status=Order.Status.OPEN)
+                update = writes.order_updates.get(order_id)
+                if update is None:
+                    update = writes.order_updates[order_id] = {}
+                update["status"] = Order.Status.OPEN
             elif etype == EventType.REJECTED and source.action != InboxCommand.Action.NEW:
                 # A refused cancel or amend leaves the order as it was; an amend's extra hold goes back.
                 if source.action == InboxCommand.Action.AMEND and source.extra_hold_fen:
                     writes.releases.append((source.order_id, source.order.organisation_id, source.extra_hold_fen))
             elif etype in (EventType.REJECTED, EventType.CANCELLED, EventType.EXPIRED):
-                order_id = int(event["order_id"])
                 status = {EventType.REJECTED: Order.Status.REJECTED, EventType.CANCELLED: Order.Status.CANCELLED,
                           EventType.EXPIRED: Order.Status.EXPIRED}[etype]
-                self._finish(writes, order_id, status, REASONS.get(int(event["reason"]), ""))
+                self._finish(writes, order_id, status, REASONS.get(reason, ""))
             elif etype == EventType.AMENDED:
-                self._amended(writes, source, int(event["remaining"]), int(event["price"]) * tick)
+                self._amended(writes, source, remaining, price * tick)
             elif etype == EventType.VOLATILITY:
                 writes.instrument_changes.setdefault(instrument.id, {}).update(
                     state=Instrument.State.AUCTION,
@@ -350,16 +433,15 @@ class EngineRunner:
             elif etype == EventType.AUCTION_UNCROSSED:
                 changes = writes.instrument_changes.setdefault(instrument.id, {})
                 changes.update(state=Instrument.State.CONTINUOUS, auction_ends_at=None)
-                if int(event["price"]):
-                    changes["reference_price_fen"] = int(event["price"]) * tick
+                if price:
+                    changes["reference_price_fen"] = price * tick
         # The band follows the new reference price after an auction; an instrument whose
         # opening auction did not cross takes its first trade's price as the reference.
         changes = writes.instrument_changes.get(instrument.id, {})
         if not instrument.reference_price_fen and "reference_price_fen" not in changes:
-            traded = [t for t in writes.trades if t.instrument_id == instrument.id]
-            if traded:
+            if instrument.id in writes.first_price:
                 changes = writes.instrument_changes.setdefault(instrument.id, {})
-                changes["reference_price_fen"] = traded[0].price_fen
+                changes["reference_price_fen"] = writes.first_price[instrument.id]
         if "reference_price_fen" in changes:
             instrument.reference_price_fen = changes["reference_price_fen"]
             ref_ticks = instrument.reference_price_fen // tick
@@ -375,38 +457,50 @@ class EngineRunner:
         update.update(values)
         return update
 
-    def _trade(self, instrument, event, seq, index, fees, writes: BatchWrites, *, price_fen: int) -> None:
-        qty = int(event["qty"])
-        taker = self.live[int(event["taker_id"])]
-        maker = self.live[int(event["maker_id"])]
+    def _account(self, organisation_id: int | None, kind: str) -> int:
+        key = (organisation_id, kind)
+        account = self._accounts.get(key)
+        if account is None:
+            account = self._accounts[key] = LedgerAccount.objects.get_or_create(
+                organisation_id=organisation_id, kind=kind)[0].id
+        return account
+
+    def _trade(self, instrument, qty, maker_id, taker_id, auction, seq, index, fees, writes: BatchWrites, *,
+               price_fen: int) -> None:
+        taker = self.live[taker_id]
+        maker = self.live[maker_id]
         buy, sell = (taker, maker) if taker.side == "buy" else (maker, taker)
-        auction = int(event["reason"]) == Reason.AUCTION
         notional = price_fen * qty
-
-        def bps(org_id: int, is_taker: bool) -> int:
-            maker_bps, taker_bps = fees["tiers"].get(org_id, fees["default"])
-            return taker_bps if is_taker else maker_bps
-
-        buyer_fee = fee_fen(notional, bps(buy.organisation_id, not auction and buy is taker))
-        seller_fee = fee_fen(notional, bps(sell.organisation_id, not auction and sell is taker))
+        tiers, default = fees["tiers"], fees["default"]
+        buyer_bps = tiers.get(buy.organisation_id, default)[1 if not auction and buy is taker else 0]
+        seller_bps = tiers.get(sell.organisation_id, default)[1 if not auction and sell is taker else 0]
+        buyer_fee = fee_fen(notional, buyer_bps)
+        seller_fee = fee_fen(notional, seller_bps)
         released_hold = buy.hold_per_lot_fen * qty
-        trade = Trade(
-            instrument_id=instrument.id, inbox_seq=seq, match_index=index, price_fen=price_fen, qty=qty,
-            buy_order_id=buy.id, sell_order_id=sell.id, buyer_id=buy.organisation_id, seller_id=sell.organisation_id,
-            aggressor="auction" if auction else taker.side, buyer_fee_fen=buyer_fee, seller_fee_fen=seller_fee,
-        )
-        writes.trades.append(trade)
-        writes.trade_legs.append([
-            ((buy.organisation_id, LedgerAccount.Kind.HELD), -released_hold),
-            ((buy.organisation_id, LedgerAccount.Kind.ESCROW), notional),
-            ((buy.organisation_id, LedgerAccount.Kind.AVAILABLE), released_hold - notional - buyer_fee),
-            ((sell.organisation_id, LedgerAccount.Kind.PAYABLE), -seller_fee),
-            ((None, LedgerAccount.Kind.FEES), buyer_fee + seller_fee),
-        ])
+        trade = len(writes.trades)
+        writes.trades.append((
+            instrument.id, seq, index, price_fen, qty, buy.id, sell.id, buy.organisation_id, sell.organisation_id,
+            "auction" if auction else taker.side, buyer_fee, seller_fee,
+        ))
+        writes.first_price.setdefault(instrument.id, price_fen)
+        account = self._account
+        legs = writes.trade_legs
+        for organisation_id, kind, amount in (
+            (buy.organisation_id, LedgerAccount.Kind.HELD, -released_hold),
+            (buy.organisation_id, LedgerAccount.Kind.ESCROW, notional),
+            (buy.organisation_id, LedgerAccount.Kind.AVAILABLE, released_hold - notional - buyer_fee),
+            (sell.organisation_id, LedgerAccount.Kind.PAYABLE, -seller_fee),
+            (None, LedgerAccount.Kind.FEES, buyer_fee + seller_fee),
+        ):
+            if amount:
+                legs.append((trade, account(organisation_id, kind), amount))
         buy.held_fen -= released_hold
+        updates = writes.order_updates
         for order in (buy, sell):
             order.remaining -= qty
-            update = writes.order_updates.setdefault(order.id, {})
+            update = updates.get(order.id)
+            if update is None:
+                update = updates[order.id] = {}
             update["filled_delta"] = update.get("filled_delta", 0) + qty
             update["remaining"] = order.remaining
             update["held_fen"] = order.held_fen
@@ -420,12 +514,13 @@ class EngineRunner:
         for order in (buy, sell):
             if order.remaining == 0:
                 del self.live[order.id]
-        writes.private_events += [
-            (org, {"type": "trade", "instrument": instrument.code, "side": side, "order_id": oid,
-                   "price": cny(price_fen), "qty": qty, "fee": cny(fee)})
-            for org, side, oid, fee in ((buy.organisation_id, "buy", buy.id, buyer_fee),
-                                        (sell.organisation_id, "sell", sell.id, seller_fee))
-        ]
+        price = cny(price_fen)
+        writes.private_events += (
+            (buy.organisation_id, {"type": "trade", "instrument": instrument.code, "side": "buy", "order_id": buy.id,
+                                   "price": price, "qty": qty, "fee": cny(buyer_fee)}),
+            (sell.organisation_id, {"type": "trade", "instrument": instrument.code, "side": "sell",
+                                    "order_id": sell.id, "price": price, "qty": qty, "fee": cny(seller_fee)}),
+        )
 
     def _release(self, writes: BatchWrites, order: LiveOrder) -> None:
         """Give back what an order no longer needs: a bid's remaining hold, an ask's capacity."""
@@ -460,59 +555,41 @@ class EngineRunner:
 
     # ------------------------------------------------------------------ writing
 
-    def _account_ids(self, keys: set[tuple]) -> dict[tuple, int]:
-        missing = [key for key in keys if key not in self._accounts]
-        if missing:
-            for org, kind in missing:
-                account, _ = LedgerAccount.objects.get_or_create(organisation_id=org, kind=kind)
-                self._accounts[(org, kind)] = account.id
-        return {key: self._accounts[key] for key in keys}
-
     def _write(self, writes: BatchWrites) -> None:
         now = timezone.now()
-        if writes.trades:
-            self._insert_trades(writes.trades, now)
-        # (kind, order id, trade id, legs) per journal
-        journals: list[tuple[str, int | None, int | None, list[tuple[tuple, int]]]] = [
-            (Journal.Kind.TRADE, None, trade.id, legs) for trade, legs in zip(writes.trades, writes.trade_legs)
-        ]
-        journals += [
-            (Journal.Kind.RELEASE, order_id, None,
-             [((org_id, LedgerAccount.Kind.HELD), -amount), ((org_id, LedgerAccount.Kind.AVAILABLE), amount)])
-            for order_id, org_id, amount in writes.releases
-        ]
+        trades = writes.saved_trades = self._insert_trades(writes.trades, now)
+        # Journals: one per trade (in trade order), then one per release.
+        journal_ids = self._next_ids("exchange_journal", len(trades) + len(writes.releases))
         deltas: dict[int, int] = {}
-        if journals:
-            accounts = self._account_ids({key for *_, legs in journals for key, _ in legs})
-            journal_ids = self._next_ids("exchange_journal", len(journals))
-            leg_rows: tuple[list, list, list] = ([], [], [])
-            for journal_id, (*_, legs) in zip(journal_ids, journals):
-                for key, amount in legs:
-                    if amount:
-                        account = accounts[key]
-                        deltas[account] = deltas.get(account, 0) + amount
-                        leg_rows[0].append(journal_id)
-                        leg_rows[1].append(account)
-                        leg_rows[2].append(amount)
+        if journal_ids:
+            trade_journal = Journal.Kind.TRADE
+            release_journal = Journal.Kind.RELEASE
+            held, available = LedgerAccount.Kind.HELD, LedgerAccount.Kind.AVAILABLE
+            legs = [(journal_ids[trade], account, amount) for trade, account, amount in writes.trade_legs]
+            for journal_id, (_, org_id, amount) in zip(journal_ids[len(trades):], writes.releases):
+                legs.append((journal_id, self._account(org_id, held), -amount))
+                legs.append((journal_id, self._account(org_id, available), amount))
+            for _, account, amount in legs:
+                deltas[account] = deltas.get(account, 0) + amount
             with connection.cursor() as cursor:
-                cursor.execute(
-                    "INSERT INTO exchange_journal (id, kind, order_id, trade_id, memo, created_at) "
-                    "SELECT id, kind, order_id, trade_id, '', %s FROM "
-                    "unnest(%s::bigint[], %s::text[], %s::bigint[], %s::bigint[]) AS j(id, kind, order_id, trade_id)",
-                    [now, journal_ids, [j[0] for j in journals], [j[1] for j in journals], [j[2] for j in journals]],
-                )
-                cursor.execute(
-                    "INSERT INTO exchange_ledgerleg (journal_id, account_id, amount_fen) "
-                    "SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[])",
-                    list(leg_rows),
-                )
+                with cursor.copy("COPY exchange_journal (id, kind, order_id, trade_id, memo, created_at) FROM STDIN") as copy:
+                    for journal_id, trade in zip(journal_ids, trades):
+                        copy.write_row((journal_id, trade_journal, None, trade.id, "", now))
+                    for journal_id, (order_id, _, _) in zip(journal_ids[len(trades):], writes.releases):
+                        copy.write_row((journal_id, release_journal, order_id, None, "", now))
+                with cursor.copy("COPY exchange_ledgerleg (journal_id, account_id, amount_fen) FROM STDIN") as copy:
+                    for leg in legs:
+                        copy.write_row(leg)
         self._write_orders(writes)
-        if writes.trades:
-            allocate(writes.trades)
+        if trades:
+            allocate(trades)
+        by_instrument: dict[int, list[TradeRow]] = {}
+        for trade in trades:
+            by_instrument.setdefault(trade.instrument_id, []).append(trade)
         for instrument_id in sorted(writes.touched_instruments):
             instrument = self.instruments[instrument_id]
-            trades = [t for t in writes.trades if t.instrument_id == instrument_id]
-            message = market_data.build_update(instrument, self.books[instrument_id], trades, self.depth)
+            message = market_data.build_update(instrument, self.books[instrument_id],
+                                               by_instrument.get(instrument_id, []), self.depth)
             writes.market_data.append((instrument_id, message))
             Instrument.objects.filter(pk=instrument_id).update(
                 md_seq=instrument.md_seq, last_price_fen=instrument.last_price_fen,
@@ -526,27 +603,30 @@ class EngineRunner:
         self._write_balances(deltas)
         self._write_positions(writes)
 
-    @staticmethod
-    def _next_ids(table: str, count: int) -> list[int]:
+    def _next_ids(self, table: str, count: int) -> list[int]:
+        if not count:
+            return []
         with connection.cursor() as cursor:
-            cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [table, count])
+            sequence = self._sequences.get(table)
+            if sequence is None:
+                cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [table])
+                sequence = self._sequences[table] = cursor.fetchone()[0]
+            cursor.execute("SELECT nextval(%s::regclass) FROM generate_series(1, %s)", [sequence, count])
             return [row[0] for row in cursor.fetchall()]
 
-    def _insert_trades(self, trades: list[Trade], now) -> None:
-        """One INSERT for the batch's trades; their ids come from the sequence first, so the
-        journals and allocations written next can refer to them."""
-        for trade, trade_id in zip(trades, self._next_ids("exchange_trade", len(trades))):
-            trade.id = trade_id
-            trade.created_at = now
-        columns = ("id", "instrument_id", "inbox_seq", "match_index", "price_fen", "qty", "buy_order_id",
-                   "sell_order_id", "buyer_id", "seller_id", "aggressor", "buyer_fee_fen", "seller_fee_fen")
-        types = ["bigint"] * 10 + ["text", "bigint", "bigint"]
+    def _insert_trades(self, trades: list[tuple], now) -> list[TradeRow]:
+        """COPY the batch's trades; their ids come from the sequence first, so the journals and
+        allocations written next can refer to them."""
+        if not trades:
+            return []
+        rows = [TradeRow(trade_id, *trade, now) for trade_id, trade in zip(self._next_ids("exchange_trade", len(trades)), trades)]
         with connection.cursor() as cursor:
-            cursor.execute(
-                f"INSERT INTO exchange_trade ({', '.join(columns)}, created_at) "
-                f"SELECT *, %s::timestamptz FROM unnest({', '.join(f'%s::{t}[]' for t in types)})",
-                [now] + [[getattr(t, c) for t in trades] for c in columns],
-            )
+            with cursor.copy("COPY exchange_trade (id, instrument_id, inbox_seq, match_index, price_fen, qty, "
+                             "buy_order_id, sell_order_id, buyer_id, seller_id, aggressor, buyer_fee_fen, "
+                             "seller_fee_fen, created_at) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        return rows
 
     def _write_balances(self, deltas: dict[int, int]) -> None:
         if not deltas:
@@ -610,7 +690,7 @@ class EngineRunner:
             for name in self.ORDER_COLUMNS
         ]
         with connection.cursor() as cursor:
-            cursor.execute(self.ORDER_UPDATE_SQL, [ids, *columns])
+            cursor.execute(self.ORDER_UPDATE_SQL, [pg_array(ids), *map(pg_array, columns)])
             rows = sorted(cursor.fetchall())
         for oid, org, client_id, instrument_id, side, status, price, qty, filled, remaining, reason in rows:
             writes.private_events.append((org, {

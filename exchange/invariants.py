@@ -13,8 +13,40 @@ def _rows(sql: str) -> list[tuple]:
         return cursor.fetchall()
 
 
+# References the engine writes without a database foreign-key constraint (see models.py):
+# (table, column, referenced table).
+UNCHECKED_REFERENCES = [
+    ("exchange_ledgerleg", "journal_id", "exchange_journal"),
+    ("exchange_ledgerleg", "account_id", "exchange_ledgeraccount"),
+    ("exchange_journal", "order_id", "exchange_order"),
+    ("exchange_journal", "trade_id", "exchange_trade"),
+    ("exchange_trade", "instrument_id", "exchange_instrument"),
+    ("exchange_trade", "buy_order_id", "exchange_order"),
+    ("exchange_trade", "sell_order_id", "exchange_order"),
+    ("exchange_trade", "buyer_id", "accounts_organisation"),
+    ("exchange_trade", "seller_id", "accounts_organisation"),
+    ("exchange_allocation", "trade_id", "exchange_trade"),
+    ("exchange_allocation", "holder_id", "accounts_organisation"),
+    ("exchange_allocation", "listing_period_id", "marketplace_listingperiod"),
+    ("exchange_allocation", "source_id", "exchange_allocation"),
+]
+
+
+def references_check() -> list[str]:
+    """Rows whose unconstrained references lead nowhere."""
+    problems = []
+    for table, column, target in UNCHECKED_REFERENCES:
+        problems += [
+            f"{table} {row_id}: {column} {missing} does not exist in {target}"
+            for row_id, missing in _rows(
+                f"SELECT t.id, t.{column} FROM {table} t LEFT JOIN {target} r ON r.id = t.{column} "
+                f"WHERE t.{column} IS NOT NULL AND r.id IS NULL LIMIT 20")
+        ]
+    return problems
+
+
 def invariants_check() -> list[str]:
-    problems = ledger_check()
+    problems = ledger_check() + references_check()
     problems += [
         f"listing period {pid} sold {sold} of {scu_h} SCU·h"
         for pid, sold, scu_h in _rows("SELECT id, sold_scu_h, scu_h FROM marketplace_listingperiod WHERE sold_scu_h > scu_h LIMIT 20")

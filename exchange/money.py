@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 
 FEN = Decimal("0.01")
 
@@ -26,9 +26,13 @@ def cny(fen: int | None) -> str | None:
     """1234 → ``"12.34"`` (a string, so JSON never turns it into a float)."""
     if fen is None:
         return None
+    if type(fen) is int:  # integer arithmetic: the engine formats several amounts per trade
+        whole, cents = divmod(abs(fen), 100)
+        return f"{'-' if fen < 0 else ''}{whole}.{cents:02d}"
     return str((Decimal(fen) / 100).quantize(FEN))
 
 
 def fee_fen(notional_fen: int, bps: int) -> int:
-    """A fee in fen, rounded half up. Never more than the per-lot ceiling the hold assumed."""
-    return int((Decimal(notional_fen) * bps / 10000).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    """A fee in fen, rounded half up (away from zero). Never more than the per-lot ceiling the hold assumed."""
+    magnitude = (abs(notional_fen) * bps + 5000) // 10000
+    return -magnitude if notional_fen < 0 else magnitude

@@ -115,6 +115,19 @@ def test_check_ledger_command_passes_and_finds_a_broken_balance(funded_buyer):
         call_command("check_ledger")
 
 
+def test_invariants_find_a_leg_whose_journal_is_missing(funded_buyer):
+    from django.db import connection
+
+    from exchange.invariants import invariants_check
+    from exchange.models import LedgerLeg
+
+    assert invariants_check() == []
+    leg = LedgerLeg.objects.first()
+    with connection.cursor() as cursor:  # the engine's references carry no database constraint
+        cursor.execute("UPDATE exchange_ledgerleg SET journal_id = -1 WHERE id = %s", [leg.id])
+    assert f"exchange_ledgerleg {leg.id}: journal_id -1 does not exist in exchange_journal" in invariants_check()
+
+
 def test_demo_top_up_returns_only_to_this_site(client, buyer, settings):
     settings.DEMO_MODE = True
     client.force_login(buyer.user)
