@@ -89,7 +89,8 @@ DECLARE
     v_per_lot bigint[];
     v_hold_price bigint;
     v_amount bigint;
-    v_existing bigint;
+    v_seen_n bigint[];
+    v_seen_id bigint[];
     v_accepted int;
 BEGIN
     IF n = 0 THEN
@@ -218,6 +219,12 @@ BEGIN
         END LOOP;
         CLOSE v_cursor;
 
+        -- client_order_ids placed before (OFFSET 0 keeps it one index probe per order).
+        SELECT array_agg(u.n), array_agg(x.id) INTO v_seen_n, v_seen_id
+        FROM unnest(p_org, p_client_id) WITH ORDINALITY AS u(o, c, n)
+        CROSS JOIN LATERAL (SELECT o.id FROM exchange_order o
+                            WHERE o.organisation_id = u.o AND o.client_order_id = u.c OFFSET 0) x;
+
         FOR i IN 1..n LOOP
             IF p_token[i] IS NOT NULL AND NOT p_token[i] = ANY(v_tok_ok) THEN
                 v_code[i] := CASE WHEN p_token[i] = ANY(v_tok_expired) THEN 'token_expired' ELSE 'token_revoked' END;
@@ -233,10 +240,11 @@ BEGIN
             IF v_first IS NOT NULL AND v_first[i] <> i AND v_taken[v_first[i]] IS NOT NULL THEN
                 v_id[i] := v_id[v_taken[v_first[i]]]; v_code[i] := 'duplicate'; CONTINUE;
             END IF;
-            SELECT o.id INTO v_existing FROM exchange_order o
-            WHERE o.organisation_id = p_org[i] AND o.client_order_id = p_client_id[i];
-            IF FOUND THEN
-                v_id[i] := v_existing; v_code[i] := 'duplicate'; CONTINUE;
+            IF v_seen_n IS NOT NULL THEN
+                f := array_position(v_seen_n, i);
+                IF f IS NOT NULL THEN
+                    v_id[i] := v_seen_id[f]; v_code[i] := 'duplicate'; CONTINUE;
+                END IF;
             END IF;
 
             f := array_position(v_ins_id, p_instrument[i]);
