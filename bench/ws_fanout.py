@@ -20,7 +20,8 @@ subscriber. The commit time is observed by this process polling the instrument's
 (written in the batch's transaction) every millisecond and passed to the client, so it is
 late by up to about 1.5 ms (the figure is that much optimistic). The client also reports
 the delay from the newest ``trades[].time`` (created_at, set before the rest of the
-engine's transaction — with the engine as slow as it is now, seconds before the commit).
+engine's transaction — with the engine as slow as it is now, seconds before the commit)
+and from ``published_at`` (the engine's PUBLISH, just after the commit).
 Gaps: every subscriber checks that ``seq`` goes up by one.
 
 Figures:
@@ -213,21 +214,21 @@ class SyntheticPublisher(threading.Thread):
         self.sent = 0
 
     def run(self) -> None:
-        from exchange.market_data import _redis, channel_name
+        from exchange.market_data import _redis, channel_name, stamp
 
         client, channel = _redis(), channel_name(self.instrument.id)
         next_at = time.perf_counter()
         while not self.stopping.is_set():
             self.seq += 1
-            stamp = datetime.now(UTC).isoformat()
+            now = datetime.now(UTC).isoformat()
             message = {
                 "type": "md.update", "instrument": self.instrument.code, "seq": self.seq, "state": "continuous",
                 "bids": [["19.99", 10]], "asks": [["20.01", 10]],
-                "trades": [{"id": self.seq * 1000 + i, "price": "20.00", "qty": 1, "aggressor": "buy", "time": stamp}
+                "trades": [{"id": self.seq * 1000 + i, "price": "20.00", "qty": 1, "aggressor": "buy", "time": now}
                            for i in range(self.trades)],
                 "ticker": {"last": "20.00", "bid": "19.99", "ask": "20.01"},
             }
-            client.publish(channel, json.dumps(message, separators=(",", ":")))
+            client.publish(channel, stamp(json.dumps(message, separators=(",", ":"))))
             self.sent += 1
             next_at += 1 / self.rate
             delay = next_at - time.perf_counter()
@@ -253,8 +254,10 @@ def describe(result: dict) -> str:
               f"p99 {ms(result['commit_p99_ms'])}, p99.9 {ms(result['commit_p999_ms'])}, max {ms(result['commit_max_ms'])} "
               f"({result['commit_timed']:,} timed, {result['commit_unmatched']} without a seen commit); "
               if result["commit_timed"] else "")
+    published = (f"delay from published_at p50 {ms(result['published_p50_ms'])} ms, p99 {ms(result['published_p99_ms'])}; "
+                 if result["published_timed"] else "")
     return (f"{result['messages_per_s_one_client']:.1f} messages/s per subscriber ({result['mean_message_bytes']:,.0f} B), "
-            f"{result['deliveries_per_s']:,.0f} deliveries/s; {commit}delay from the newest trade's time "
+            f"{result['deliveries_per_s']:,.0f} deliveries/s; {commit}{published}delay from the newest trade's time "
             f"p50 {ms(result['p50_ms'])} ms, p90 {ms(result['p90_ms'])}, p99 {ms(result['p99_ms'])}, "
             f"p99.9 {ms(result['p999_ms'])}, max {ms(result['max_ms'])}; gaps {result['gaps']} seqs in {result['gap_events']} places "
             f"({result['clients_with_gaps']} subscribers), out of order {result['out_of_order']}, "
