@@ -254,8 +254,10 @@ def describe(result: dict) -> str:
               f"p99 {ms(result['commit_p99_ms'])}, p99.9 {ms(result['commit_p999_ms'])}, max {ms(result['commit_max_ms'])} "
               f"({result['commit_timed']:,} timed, {result['commit_unmatched']} without a seen commit); "
               if result["commit_timed"] else "")
-    published = (f"delay from published_at p50 {ms(result['published_p50_ms'])} ms, p99 {ms(result['published_p99_ms'])}; "
-                 if result["published_timed"] else "")
+    published = (f"delay from published_at p50 {ms(result['published_p50_ms'])} ms, p99 {ms(result['published_p99_ms'])} "
+                 f"(per message: to the first subscriber p50 {ms(result['first_arrival_p50_ms'])} ms, max "
+                 f"{ms(result['first_arrival_max_ms'])}; first to last subscriber p50 {ms(result['spread_p50_ms'])} ms, max "
+                 f"{ms(result['spread_max_ms'])}); " if result["published_timed"] else "")
     return (f"{result['messages_per_s_one_client']:.1f} messages/s per subscriber ({result['mean_message_bytes']:,.0f} B), "
             f"{result['deliveries_per_s']:,.0f} deliveries/s; {commit}{published}delay from the newest trade's time "
             f"p50 {ms(result['p50_ms'])} ms, p90 {ms(result['p90_ms'])}, p99 {ms(result['p99_ms'])}, "

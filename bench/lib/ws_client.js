@@ -19,6 +19,9 @@
 // the last trade time, published_at) from the message's bytes, without decoding or
 // validating the rest: one process stands in for 1,000 clients.
 'use strict';
+const crypto = require('crypto');
+const EventEmitter = require('events');
+const net = require('net');
 const WebSocket = require('ws');
 const readline = require('readline');
 const { performance } = require('perf_hooks');
@@ -42,6 +45,7 @@ let counting = false;
 let stats = null;
 const commitAt = new Map(); // seq → epoch ms of the engine's commit (as observed by the bench)
 const waiting = new Map(); // seq → arrival times of messages whose commit time is not known yet
+const spans = new Map(); // seq → [published_at, first arrival, last arrival] (epoch ms)
 
 function bucket(delay) {
   return Math.max(0, Math.min(BUCKETS - 1, Math.floor(delay / BUCKET_MS)));
@@ -59,6 +63,7 @@ function reset(name) {
   histPublished.fill(0);
   commitAt.clear();
   waiting.clear();
+  spans.clear();
   stats = {
     name, messages: 0, timed: 0, published_timed: 0, commit_timed: 0, commit_max_ms: 0, gaps: 0, gap_events: 0, clients_with_gaps: 0, out_of_order: 0,
     unique_trades: 0, unique_messages: 0, seen: new Set(), bytes: 0, max_ms: 0, closed: 0,
@@ -98,11 +103,95 @@ function announce() {
   }
 }
 
+// A WebSocket client of just what this bench needs (RFC 6455: the handshake, whole
+// unfragmented frames from the server, pongs, masked text frames to it). Per message it
+// costs about half of what the `ws` package does, whose streams and checks one process
+// would otherwise pay for 1,000 clients; `ws` is kept for COMPRESS=1 (permessage-deflate).
+class RawWebSocket extends EventEmitter {
+  constructor(address, originHeader) {
+    super();
+    const u = new URL(address);
+    this.head = null; // the handshake response so far
+    this.pending = null; // the start of a frame not yet complete
+    this.open = false;
+    this.socket = net.connect(Number(u.port), u.hostname, () => {
+      this.socket.setNoDelay(true);
+      this.socket.write(`GET ${u.pathname}${u.search} HTTP/1.1\r\nHost: ${u.host}\r\nUpgrade: websocket\r\n`
+        + `Connection: Upgrade\r\nSec-WebSocket-Key: ${crypto.randomBytes(16).toString('base64')}\r\n`
+        + `Sec-WebSocket-Version: 13\r\nOrigin: ${originHeader}\r\n\r\n`);
+    });
+    this.socket.on('data', (chunk) => this.received(chunk));
+    this.socket.on('close', () => this.emit('close'));
+    this.socket.on('error', (err) => this.emit('error', err));
+  }
+
+  received(chunk) {
+    let buf = chunk;
+    if (!this.open) {
+      buf = this.head ? Buffer.concat([this.head, chunk]) : chunk;
+      const end = buf.indexOf('\r\n\r\n');
+      if (end < 0) { this.head = buf; return; }
+      if (!buf.toString('latin1', 0, 12).startsWith('HTTP/1.1 101')) { this.socket.destroy(); return; }
+      this.open = true;
+      this.head = null;
+      this.emit('open');
+      buf = buf.subarray(end + 4);
+    }
+    if (this.pending) { buf = Buffer.concat([this.pending, buf]); this.pending = null; }
+    let i = 0;
+    for (;;) {
+      if (buf.length - i < 2) break;
+      const b0 = buf[i];
+      let size = buf[i + 1] & 0x7f;
+      let start = i + 2;
+      if (size === 126) {
+        if (buf.length - i < 4) break;
+        size = buf.readUInt16BE(i + 2);
+        start = i + 4;
+      } else if (size === 127) {
+        if (buf.length - i < 10) break;
+        size = Number(buf.readBigUInt64BE(i + 2));
+        start = i + 10;
+      }
+      if (buf.length < start + size) break;
+      const payload = buf.subarray(start, start + size);
+      i = start + size;
+      const opcode = b0 & 0x0f;
+      if (!(b0 & 0x80) || opcode === 0) {
+        this.emit('error', new Error('fragmented message (not expected from this server)'));
+        this.socket.destroy();
+        return;
+      }
+      if (opcode === 1 || opcode === 2) this.emit('message', payload);
+      else if (opcode === 9) this.frame(0x0a, payload);
+      else if (opcode === 8) this.socket.end();
+    }
+    if (i < buf.length) this.pending = buf.subarray(i);
+  }
+
+  frame(opcode, payload) {
+    const mask = crypto.randomBytes(4);
+    const header = payload.length < 126 ? Buffer.from([0x80 | opcode, 0x80 | payload.length])
+      : Buffer.from([0x80 | opcode, 0x80 | 126, payload.length >> 8, payload.length & 0xff]);
+    const masked = Buffer.alloc(payload.length);
+    for (let k = 0; k < payload.length; k++) masked[k] = payload[k] ^ mask[k & 3];
+    this.socket.write(Buffer.concat([header, mask, masked]));
+  }
+
+  send(text) {
+    this.frame(0x01, Buffer.from(text));
+  }
+
+  terminate() {
+    this.socket.destroy();
+  }
+}
+
 function open(index) {
   const sub = { index, last: -1, gapped: false, snapshot: false };
   subs.push(sub);
   return new Promise((resolve) => {
-    const ws = new WebSocket(url, { origin, perMessageDeflate: compress, skipUTF8Validation: true });
+    const ws = compress ? new WebSocket(url, { origin, perMessageDeflate: true }) : new RawWebSocket(url, origin);
     sub.ws = ws;
     ws.on('open', () => ws.send(JSON.stringify({ action: 'subscribe', instrument })));
     ws.on('message', (data) => {
@@ -135,9 +224,12 @@ function open(index) {
           const tail = data.toString('latin1', Math.max(0, data.length - 64));
           const p = tail.indexOf(PUBLISHED_KEY);
           if (p >= 0) {
-            const delay = t - parseIso(tail, p + PUBLISHED_KEY.length);
-            histPublished[bucket(delay)] += 1;
+            const published = parseIso(tail, p + PUBLISHED_KEY.length);
+            histPublished[bucket(t - published)] += 1;
             stats.published_timed += 1;
+            const span = spans.get(seq);
+            if (span === undefined) spans.set(seq, [published, t, t]);
+            else span[2] = t;
           }
           const committed = commitAt.get(seq);
           if (committed !== undefined) {
@@ -186,6 +278,12 @@ function percentileMs(h, count, q) {
   return null;
 }
 
+function quantile(values, q) {
+  if (!values.length) return null;
+  values.sort((a, b) => a - b);
+  return values[Math.min(values.length - 1, Math.floor(q * values.length))];
+}
+
 function report() {
   const elapsed = (nowMs() - stats.started) / 1000;
   const cpu = process.cpuUsage(stats.cpu);
@@ -197,6 +295,11 @@ function report() {
     published_timed: stats.published_timed,
     published_p50_ms: percentileMs(histPublished, stats.published_timed, 0.5),
     published_p99_ms: percentileMs(histPublished, stats.published_timed, 0.99),
+    // Per message: from published_at to its first arrival here, and from first to last arrival.
+    first_arrival_p50_ms: quantile([...spans.values()].map(([p, first]) => first - p), 0.5),
+    first_arrival_max_ms: quantile([...spans.values()].map(([p, first]) => first - p), 1),
+    spread_p50_ms: quantile([...spans.values()].map(([, first, last]) => last - first), 0.5),
+    spread_max_ms: quantile([...spans.values()].map(([, first, last]) => last - first), 1),
     commit_timed: stats.commit_timed, commit_unmatched: [...waiting.values()].reduce((a, l) => a + l.length, 0),
     commit_p50_ms: percentileMs(histCommit, stats.commit_timed, 0.5),
     commit_p90_ms: percentileMs(histCommit, stats.commit_timed, 0.9),
