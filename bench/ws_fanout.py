@@ -5,8 +5,8 @@
 Set-up (not timed): a throw-away database (bench/lib/harness.py), one continuous
 instrument, 32 funded buyers, 32 providers with 10⁹ SCU·h listed; two
 ``python -m exchange.serve`` processes on one port and ``manage.py run_engine``; then
-``--clients`` WebSocket clients (Node.js with the ``ws`` package, bench/lib/ws_client.js;
-``ws`` is npm-installed into bench/.node on first run) subscribe to the instrument on
+``--clients`` WebSocket clients (Node.js, bench/lib/ws_client.js, spread over two processes;
+with ``--compress`` they use the ``ws`` package, npm-installed into bench/.node on first run) subscribe to the instrument on
 ``/ws/market/`` and each waits for its snapshot.
 
 Trades: a generator thread in this process places, every 10 ms, k asks (GTC, 1 SCU·h at
@@ -56,7 +56,7 @@ from pathlib import Path
 
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from bench.lib.harness import BENCH, CpuMeter, Environment, describe_cpu, emit, log  # noqa: E402
+from bench.lib.harness import BENCH, CpuMeter, Environment, describe_cpu, emit, log, process_tree  # noqa: E402
 
 WS_PACKAGE = "ws@8.23.0"
 NODE_DIR = BENCH / ".node"
@@ -297,7 +297,7 @@ def main() -> None:
             log(f"EXPERIMENT: run_engine patched with {args.engine_experiment}; the figures are not the shipped code's")
         subs = start_subscribers(env, node, instrument=instrument.code, clients=args.clients, compress=args.compress)
         groups = {"web": env.web_pids, "engine": lambda: [env.children["engine"].pid], "PostgreSQL": env.postgres_pids,
-                  "clients": lambda: [env.children["ws-clients"].pid], "bench (generator, watcher)": lambda: [os.getpid()]}
+                  "clients": lambda: process_tree(env.children["ws-clients"].pid), "bench (generator, watcher)": lambda: [os.getpid()]}
         watcher = CommitWatcher(env, instrument.id, subs)
         watcher.start()
 

@@ -17,12 +17,15 @@
 // time given on stdin and published_at (messages whose commit time comes later wait for it). No permessage-deflate unless
 // COMPRESS=1 (what a browser would negotiate). The client reads only what it needs (seq,
 // the last trade time, published_at) from the message's bytes, without decoding or
-// validating the rest: one process stands in for 1,000 clients.
+// validating the rest. The clients are spread over CLIENT_PROCESSES processes (default 2,
+// one per core here), so one process's queue of sockets does not stand in for 1,000
+// independent clients; the first process relays the commands and merges the figures.
 'use strict';
 const crypto = require('crypto');
 const EventEmitter = require('events');
 const net = require('net');
 const WebSocket = require('ws');
+const { fork } = require('child_process');
 const readline = require('readline');
 const { performance } = require('perf_hooks');
 
@@ -30,6 +33,8 @@ const url = process.env.WS_URL;
 const origin = process.env.ORIGIN;
 const instrument = process.env.INSTRUMENT;
 const clients = parseInt(process.env.CLIENTS || '1000', 10);
+const processes = parseInt(process.env.CLIENT_PROCESSES || '2', 10);
+const isWorker = process.env.CLIENT_FIRST !== undefined; // this process holds clients FIRST … FIRST + CLIENTS - 1
 const compress = process.env.COMPRESS === '1';
 const nowMs = () => performance.timeOrigin + performance.now();
 
@@ -73,7 +78,7 @@ function reset(name) {
   spans.clear();
   stats = {
     name, messages: 0, timed: 0, published_timed: 0, commit_timed: 0, commit_max_ms: 0, gaps: 0, gap_events: 0, clients_with_gaps: 0, out_of_order: 0,
-    unique_trades: 0, unique_messages: 0, seen: new Set(), bytes: 0, max_ms: 0, closed: 0,
+    seen: new Map(), bytes: 0, max_ms: 0, closed: 0,
     started: nowMs(), cpu: process.cpuUsage(),
   };
   for (const s of subs) { s.last = -1; s.gapped = false; }
@@ -106,7 +111,7 @@ let announced = false;
 function announce() {
   if (!announced && ready + failed >= clients) {
     announced = true;
-    process.stdout.write(JSON.stringify({ ready, failed }) + '\n');
+    process.send({ type: 'ready', ready, failed });
   }
 }
 
@@ -247,10 +252,10 @@ function open(index) {
             list.push(t);
           }
           if (!stats.seen.has(seq)) { // once per message, whichever subscriber gets it first
-            stats.seen.add(seq);
-            stats.unique_messages += 1;
+            let trades = 0;
             let from = 0;
-            while ((from = data.indexOf(AGGRESSOR_KEY, from) + 1) > 0) stats.unique_trades += 1;
+            while ((from = data.indexOf(AGGRESSOR_KEY, from) + 1) > 0) trades += 1;
+            stats.seen.set(seq, trades);
           }
         }
         if (seq > sub.last) sub.last = seq;
@@ -291,51 +296,81 @@ function quantile(values, q) {
   return values[Math.min(values.length - 1, Math.floor(q * values.length))];
 }
 
-function report() {
-  const elapsed = (nowMs() - stats.started) / 1000;
-  const cpu = process.cpuUsage(stats.cpu);
-  const out = {
-    name: stats.name, seconds: elapsed, messages: stats.messages, timed: stats.timed,
-    deliveries_per_s: stats.messages / elapsed,
-    p50_ms: percentileMs(hist, stats.timed, 0.5), p90_ms: percentileMs(hist, stats.timed, 0.9),
-    p99_ms: percentileMs(hist, stats.timed, 0.99), p999_ms: percentileMs(hist, stats.timed, 0.999), max_ms: stats.max_ms,
-    published_timed: stats.published_timed,
-    published_p50_ms: percentileMs(histPublished, stats.published_timed, 0.5),
-    published_p99_ms: percentileMs(histPublished, stats.published_timed, 0.99),
-    // Per message: from published_at to its first arrival here, and from first to last arrival.
-    first_arrival_p50_ms: quantile([...spans.values()].map(([p, first]) => first - p), 0.5),
-    first_arrival_max_ms: quantile([...spans.values()].map(([p, first]) => first - p), 1),
-    spread_p50_ms: quantile([...spans.values()].map(([, first, last]) => last - first), 0.5),
-    spread_max_ms: quantile([...spans.values()].map(([, first, last]) => last - first), 1),
-    commit_timed: stats.commit_timed, commit_unmatched: [...waiting.values()].reduce((a, l) => a + l.length, 0),
-    commit_p50_ms: percentileMs(histCommit, stats.commit_timed, 0.5),
-    commit_p90_ms: percentileMs(histCommit, stats.commit_timed, 0.9),
-    commit_p99_ms: percentileMs(histCommit, stats.commit_timed, 0.99),
-    commit_p999_ms: percentileMs(histCommit, stats.commit_timed, 0.999), commit_max_ms: stats.commit_max_ms, gaps: stats.gaps, gap_events: stats.gap_events, clients_with_gaps: stats.clients_with_gaps,
-    out_of_order: stats.out_of_order, closed: stats.closed,
-    messages_per_s_one_client: stats.unique_messages / elapsed,
-    trades_per_s_one_client: stats.unique_trades / elapsed,
-    mean_message_bytes: stats.messages ? stats.bytes / stats.messages : 0,
-    client_cpu_cores: (cpu.user + cpu.system) / 1e6 / elapsed,
-  };
-  process.stdout.write(JSON.stringify(out) + '\n');
+function sparse(h) {
+  const out = [];
+  for (let b = 0; b < h.length; b++) if (h[b]) out.push(b, h[b]);
+  return out;
 }
 
-async function main() {
+// A worker's counts for the phase, as the first process merges them.
+function counts() {
+  const cpu = process.cpuUsage(stats.cpu);
+  const { seen, started, cpu: _, ...counters } = stats;
+  return {
+    ...counters, seen: [...seen], spans: [...spans], hist: sparse(hist), histPublished: sparse(histPublished),
+    histCommit: sparse(histCommit), commit_unmatched: [...waiting.values()].reduce((a, l) => a + l.length, 0),
+    cpu_s: (cpu.user + cpu.system) / 1e6,
+  };
+}
+
+function merge(name, elapsed, parts) {
+  const sum = (key) => parts.reduce((a, p) => a + p[key], 0);
+  const max = (key) => Math.max(...parts.map((p) => p[key]));
+  const histogram = (key) => {
+    const h = new Uint32Array(BUCKETS);
+    for (const p of parts) for (let i = 0; i < p[key].length; i += 2) h[p[key][i]] += p[key][i + 1];
+    return h;
+  };
+  const seen = new Map(parts.flatMap((p) => p.seen));
+  const spansAll = new Map();
+  for (const p of parts) {
+    for (const [seq, [published, first, last]] of p.spans) {
+      const span = spansAll.get(seq);
+      if (span === undefined) spansAll.set(seq, [published, first, last]);
+      else { span[1] = Math.min(span[1], first); span[2] = Math.max(span[2], last); }
+    }
+  }
+  const [h, hp, hc] = [histogram('hist'), histogram('histPublished'), histogram('histCommit')];
+  const [timed, publishedTimed, commitTimed, messages] = [sum('timed'), sum('published_timed'), sum('commit_timed'), sum('messages')];
+  const values = [...spansAll.values()];
+  return {
+    name, seconds: elapsed, messages, timed,
+    deliveries_per_s: messages / elapsed,
+    p50_ms: percentileMs(h, timed, 0.5), p90_ms: percentileMs(h, timed, 0.9),
+    p99_ms: percentileMs(h, timed, 0.99), p999_ms: percentileMs(h, timed, 0.999), max_ms: max('max_ms'),
+    published_timed: publishedTimed,
+    published_p50_ms: percentileMs(hp, publishedTimed, 0.5),
+    published_p99_ms: percentileMs(hp, publishedTimed, 0.99),
+    // Per message: from published_at to its first arrival, and from the first to the last arrival.
+    first_arrival_p50_ms: quantile(values.map(([p, first]) => first - p), 0.5),
+    first_arrival_max_ms: quantile(values.map(([p, first]) => first - p), 1),
+    spread_p50_ms: quantile(values.map(([, first, last]) => last - first), 0.5),
+    spread_max_ms: quantile(values.map(([, first, last]) => last - first), 1),
+    commit_timed: commitTimed, commit_unmatched: sum('commit_unmatched'),
+    commit_p50_ms: percentileMs(hc, commitTimed, 0.5),
+    commit_p90_ms: percentileMs(hc, commitTimed, 0.9),
+    commit_p99_ms: percentileMs(hc, commitTimed, 0.99),
+    commit_p999_ms: percentileMs(hc, commitTimed, 0.999), commit_max_ms: max('commit_max_ms'),
+    gaps: sum('gaps'), gap_events: sum('gap_events'), clients_with_gaps: sum('clients_with_gaps'),
+    out_of_order: sum('out_of_order'), closed: sum('closed'),
+    messages_per_s_one_client: seen.size / elapsed,
+    trades_per_s_one_client: [...seen.values()].reduce((a, n) => a + n, 0) / elapsed,
+    mean_message_bytes: messages ? sum('bytes') / messages : 0,
+    client_cpu_cores: sum('cpu_s') / elapsed,
+  };
+}
+
+async function worker() {
   reset('idle');
+  const first = parseInt(process.env.CLIENT_FIRST, 10);
   const wave = 50;
   for (let i = 0; i < clients; i += wave) {
     const batch = [];
-    for (let j = i; j < Math.min(clients, i + wave); j++) batch.push(open(j));
+    for (let j = i; j < Math.min(clients, i + wave); j++) batch.push(open(first + j));
     await Promise.all(batch);
   }
   announce();
-  const rl = readline.createInterface({ input: process.stdin });
-  rl.on('line', (line) => {
-    const text = line.trim();
-    const space = text.indexOf(' ');
-    const cmd = space < 0 ? text : text.slice(0, space);
-    const arg = space < 0 ? '' : text.slice(space + 1);
+  process.on('message', ({ cmd, arg }) => {
     if (cmd === 'commit') {
       const [seq, ms] = arg.split(' ').map(Number);
       if (!counting) return;
@@ -347,13 +382,55 @@ async function main() {
         waiting.delete(seq);
       }
     } else if (cmd === 'start') { reset(arg || 'phase'); counting = true; }
-    else if (cmd === 'stop') { counting = false; report(); }
+    else if (cmd === 'stop') { counting = false; process.send({ type: 'counts', counts: counts() }); }
     else if (cmd === 'quit') {
       for (const s of subs) { try { s.ws.terminate(); } catch (e) { /* gone */ } }
       process.exit(0);
     }
   });
-  rl.on('close', () => process.exit(0));
+  process.on('disconnect', () => process.exit(0));
 }
 
-main();
+function main() {
+  const workers = [];
+  let hello = { ready: 0, failed: 0 };
+  let helloes = 0;
+  let pending = null; // the phase being stopped: counts received so far
+  let phase = { name: 'idle', started: nowMs() };
+  for (let w = 0; w < processes; w++) {
+    const first = Math.floor((clients * w) / processes);
+    const count = Math.floor((clients * (w + 1)) / processes) - first;
+    const child = fork(__filename, [], {
+      env: { ...process.env, CLIENT_FIRST: String(first), CLIENTS: String(count) },
+      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+    });
+    child.on('message', (message) => {
+      if (message.type === 'ready') {
+        hello = { ready: hello.ready + message.ready, failed: hello.failed + message.failed };
+        if (++helloes === processes) process.stdout.write(JSON.stringify(hello) + '\n');
+      } else if (message.type === 'counts') {
+        pending.push(message.counts);
+        if (pending.length === processes) {
+          process.stdout.write(JSON.stringify(merge(phase.name, (phase.stopped - phase.started) / 1000, pending)) + '\n');
+          pending = null;
+        }
+      }
+    });
+    child.on('exit', (code) => { if (code) process.exit(code); });
+    workers.push(child);
+  }
+  const rl = readline.createInterface({ input: process.stdin });
+  rl.on('line', (line) => {
+    const text = line.trim();
+    const space = text.indexOf(' ');
+    const cmd = space < 0 ? text : text.slice(0, space);
+    const arg = space < 0 ? '' : text.slice(space + 1);
+    if (cmd === 'start') phase = { name: arg || 'phase', started: nowMs() };
+    else if (cmd === 'stop') { phase.stopped = nowMs(); pending = []; }
+    for (const child of workers) child.send({ cmd, arg });
+    if (cmd === 'quit') setTimeout(() => process.exit(0), 200);
+  });
+  rl.on('close', () => { for (const child of workers) child.kill(); process.exit(0); });
+}
+
+if (isWorker) worker(); else main();
