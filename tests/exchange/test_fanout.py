@@ -76,3 +76,25 @@ async def test_updates_are_written_straight_to_the_socket_in_order(server, compr
     assert received[-1]["note"] == "价" * received[-1]["seq"] and "published_at" in received[-1]
     await asyncio.sleep(0.1)  # the server sees the close and unsubscribes
     assert instrument.id not in hub.subscribers
+
+
+async def test_a_socket_that_stops_reading_gets_only_the_newest_and_holds_up_no_one(server):
+    instrument = await sync_to_async(make_instrument)()
+    url, subscribe = f"{server}/ws/market/", json.dumps({"action": "subscribe", "instrument": instrument.code})
+    # max_queue=1: the stalled client stops reading its socket after one message.
+    async with (websockets.connect(url, origin=ORIGIN, compression=None, max_queue=1) as stalled,
+                websockets.connect(url, origin=ORIGIN, compression=None) as reader):
+        for ws in (stalled, reader):
+            await ws.send(subscribe)
+            first = json.loads(await asyncio.wait_for(ws.recv(), 5))["seq"]
+        # Enough bytes to fill the kernel's socket buffers and uvicorn's write buffer; each
+        # one goes out when the reader has the one before.
+        last = first + 200
+        for seq in range(first + 1, last + 1):
+            await sync_to_async(publish_raw)(instrument.id, json.dumps({"type": "md.update", "seq": seq, "pad": "x" * 100_000}))
+            assert json.loads(await asyncio.wait_for(reader.recv(), 5))["seq"] == seq
+        assert max(subscriber.dropped for subscriber in hub.subscribers[instrument.id]) > 0
+        stalled_seqs = []
+        while not stalled_seqs or stalled_seqs[-1] != last:
+            stalled_seqs.append(json.loads(await asyncio.wait_for(stalled.recv(), 10))["seq"])
+    assert stalled_seqs == sorted(stalled_seqs) and len(stalled_seqs) < last - first  # a gap it can see
