@@ -59,7 +59,13 @@ class Message:
 
 
 def direct_connection(send) -> WebSocketsSansIOProtocol | None:
-    """The uvicorn connection behind an ASGI ``send``, if frames can be written to it."""
+    """The uvicorn connection behind an ASGI ``send``, if frames can be written to it.
+
+    Its attributes are uvicorn's own, not ASGI's (uvicorn is pinned in requirements.txt;
+    tests/exchange/test_fanout.py runs the real server). Writing the ready frame there
+    skips, per socket, the consumer's send, the text's encoding and the frame's assembly:
+    about half the web process's CPU per delivery.
+    """
     connection = getattr(send, "__self__", None)
     return connection if isinstance(connection, WebSocketsSansIOProtocol) else None
 
