@@ -14,12 +14,13 @@
 // histogram of 0.1 ms buckets: from the newest trade's "time" in it (the engine's
 // created_at, set before the rest of its transaction), from its "published_at" (when the
 // engine sent it, after the commit) and from the commit of its seq: the earlier of the
-// time given on stdin and published_at (messages whose commit time comes later wait for it). No permessage-deflate unless
-// COMPRESS=1 (what a browser would negotiate). The client reads only what it needs (seq,
-// the last trade time, published_at) from the message's bytes, without decoding or
-// validating the rest. The clients are spread over CLIENT_PROCESSES processes (default 2,
-// one per core here), so one process's queue of sockets does not stand in for 1,000
-// independent clients; the first process relays the commands and merges the figures.
+// time given on stdin and published_at (messages whose commit time comes later wait for
+// it). No permessage-deflate unless COMPRESS=1 (what a browser would negotiate). The client
+// reads only what it needs (seq, the last trade time, published_at) from the message's
+// bytes, without decoding or validating the rest. The clients are spread over
+// CLIENT_PROCESSES processes (default 2, one per core here), so one process's queue of
+// sockets does not stand in for 1,000 independent clients; the first process relays the
+// commands and merges the figures.
 'use strict';
 const crypto = require('crypto');
 const EventEmitter = require('events');
