@@ -5,8 +5,8 @@
 Set-up (not timed): a throw-away database (bench/lib/harness.py), one continuous
 instrument, 32 funded buyers, 32 providers with 10⁹ SCU·h listed; two
 ``python -m exchange.serve`` processes on one port and ``manage.py run_engine``; then
-``--clients`` WebSocket clients (Node.js with the ``ws`` package, bench/lib/ws_client.js;
-``ws`` is npm-installed into bench/.node on first run) subscribe to the instrument on
+``--clients`` WebSocket clients (Node.js, bench/lib/ws_client.js, spread over two processes;
+with ``--compress`` they use the ``ws`` package, npm-installed into bench/.node on first run) subscribe to the instrument on
 ``/ws/market/`` and each waits for its snapshot.
 
 Trades: a generator thread in this process places, every 10 ms, k asks (GTC, 1 SCU·h at
@@ -16,11 +16,15 @@ only do fan-out; each pair is one trade. The real ``run_engine`` matches them an
 one md.update per batch (its batch is the conflation interval).
 
 Delay: from the engine's commit of each message's batch to the message's arrival at each
-subscriber. The commit time is observed by this process polling the instrument's ``md_seq``
-(written in the batch's transaction) every millisecond and passed to the client, so it is
-late by up to about 1.5 ms (the figure is that much optimistic). The client also reports
-the delay from the newest ``trades[].time`` (created_at, set before the rest of the
-engine's transaction — with the engine as slow as it is now, seconds before the commit).
+subscriber. Two observers see each commit after it happens: this process, polling the
+instrument's ``md_seq`` (written in the batch's transaction) every millisecond and passing
+the time to the client, and the engine, stamping ``published_at`` on the message just after
+the commit; the earlier of the two is taken as the commit time. (Polling alone was late by
+about 5 ms on a busy machine: this process also runs the trade generator.) The client also
+reports the delay from the newest ``trades[].time`` (created_at, set before the rest of the
+engine's transaction — with the engine as slow as it is now, long before the commit) and
+from ``published_at``, and per message the delay to its first subscriber and the spread
+from the first to the last.
 Gaps: every subscriber checks that ``seq`` goes up by one.
 
 Figures:
@@ -52,7 +56,7 @@ from pathlib import Path
 
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from bench.lib.harness import BENCH, CpuMeter, Environment, describe_cpu, emit, log  # noqa: E402
+from bench.lib.harness import BENCH, CpuMeter, Environment, describe_cpu, emit, log, process_tree  # noqa: E402
 
 WS_PACKAGE = "ws@8.23.0"
 NODE_DIR = BENCH / ".node"
@@ -213,21 +217,21 @@ class SyntheticPublisher(threading.Thread):
         self.sent = 0
 
     def run(self) -> None:
-        from exchange.market_data import _redis, channel_name
+        from exchange.market_data import _redis, channel_name, stamp
 
         client, channel = _redis(), channel_name(self.instrument.id)
         next_at = time.perf_counter()
         while not self.stopping.is_set():
             self.seq += 1
-            stamp = datetime.now(UTC).isoformat()
+            now = datetime.now(UTC).isoformat()
             message = {
                 "type": "md.update", "instrument": self.instrument.code, "seq": self.seq, "state": "continuous",
                 "bids": [["19.99", 10]], "asks": [["20.01", 10]],
-                "trades": [{"id": self.seq * 1000 + i, "price": "20.00", "qty": 1, "aggressor": "buy", "time": stamp}
+                "trades": [{"id": self.seq * 1000 + i, "price": "20.00", "qty": 1, "aggressor": "buy", "time": now}
                            for i in range(self.trades)],
                 "ticker": {"last": "20.00", "bid": "19.99", "ask": "20.01"},
             }
-            client.publish(channel, json.dumps(message, separators=(",", ":")))
+            client.publish(channel, stamp(json.dumps(message, separators=(",", ":"))))
             self.sent += 1
             next_at += 1 / self.rate
             delay = next_at - time.perf_counter()
@@ -253,8 +257,12 @@ def describe(result: dict) -> str:
               f"p99 {ms(result['commit_p99_ms'])}, p99.9 {ms(result['commit_p999_ms'])}, max {ms(result['commit_max_ms'])} "
               f"({result['commit_timed']:,} timed, {result['commit_unmatched']} without a seen commit); "
               if result["commit_timed"] else "")
+    published = (f"delay from published_at p50 {ms(result['published_p50_ms'])} ms, p99 {ms(result['published_p99_ms'])} "
+                 f"(per message: to the first subscriber p50 {ms(result['first_arrival_p50_ms'])} ms, max "
+                 f"{ms(result['first_arrival_max_ms'])}; first to last subscriber p50 {ms(result['spread_p50_ms'])} ms, max "
+                 f"{ms(result['spread_max_ms'])}); " if result["published_timed"] else "")
     return (f"{result['messages_per_s_one_client']:.1f} messages/s per subscriber ({result['mean_message_bytes']:,.0f} B), "
-            f"{result['deliveries_per_s']:,.0f} deliveries/s; {commit}delay from the newest trade's time "
+            f"{result['deliveries_per_s']:,.0f} deliveries/s; {commit}{published}delay from the newest trade's time "
             f"p50 {ms(result['p50_ms'])} ms, p90 {ms(result['p90_ms'])}, p99 {ms(result['p99_ms'])}, "
             f"p99.9 {ms(result['p999_ms'])}, max {ms(result['max_ms'])}; gaps {result['gaps']} seqs in {result['gap_events']} places "
             f"({result['clients_with_gaps']} subscribers), out of order {result['out_of_order']}, "
@@ -289,7 +297,7 @@ def main() -> None:
             log(f"EXPERIMENT: run_engine patched with {args.engine_experiment}; the figures are not the shipped code's")
         subs = start_subscribers(env, node, instrument=instrument.code, clients=args.clients, compress=args.compress)
         groups = {"web": env.web_pids, "engine": lambda: [env.children["engine"].pid], "PostgreSQL": env.postgres_pids,
-                  "clients": lambda: [env.children["ws-clients"].pid], "bench (generator, watcher)": lambda: [os.getpid()]}
+                  "clients": lambda: process_tree(env.children["ws-clients"].pid), "bench (generator, watcher)": lambda: [os.getpid()]}
         watcher = CommitWatcher(env, instrument.id, subs)
         watcher.start()
 

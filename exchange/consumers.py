@@ -10,7 +10,7 @@ from accounts.access import actor_from_token, actor_from_user, check_actor
 from exchange import services
 from exchange.errors import AppError
 from exchange.events import organisation_group
-from exchange.fanout import hub
+from exchange.fanout import direct_connection, hub
 from exchange.market_data import depth_snapshot
 from exchange.models import Instrument
 
@@ -129,7 +129,8 @@ class MarketDataConsumer(AsyncJsonWebsocketConsumer):
             return
         if instrument.id not in self.subscriptions:
             # Subscribe before the snapshot so nothing published in between is lost.
-            self.subscriptions[instrument.id] = hub.subscribe(instrument.id, self._send_raw)
+            self.subscriptions[instrument.id] = hub.subscribe(instrument.id, self._send_raw,
+                                                              direct_connection(self.base_send))
             await hub.listening()
         snapshot = await database_sync_to_async(depth_snapshot)(instrument)
         await self.send_json({"type": "md.snapshot", **snapshot})

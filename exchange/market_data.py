@@ -11,6 +11,7 @@ and writes it to its own sockets (exchange/fanout.py). A client that sees a gap 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from functools import lru_cache
 
 import redis
@@ -88,8 +89,17 @@ def build_update(instrument: Instrument, book, trades, depth: DepthTracker) -> s
     return json.dumps(message, separators=(",", ":"))
 
 
+def stamp(payload: str) -> str:
+    """The message with ``published_at`` (ISO 8601, UTC) appended as its last field.
+
+    The message is serialised inside the runner's transaction; the stamp is the moment it
+    leaves, after the commit, so a client can tell the exchange's delay from its own.
+    """
+    return f'{payload[:-1]},"published_at":"{datetime.now(UTC).isoformat()}"}}'
+
+
 def publish_raw(instrument_id: int, payload: str) -> None:
-    _redis().publish(channel_name(instrument_id), payload)
+    _redis().publish(channel_name(instrument_id), stamp(payload))
 
 
 def depth_snapshot(instrument: Instrument) -> dict:

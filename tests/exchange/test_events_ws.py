@@ -3,6 +3,8 @@ import pytest_asyncio
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
+from django.contrib.auth import SESSION_KEY
+from django.contrib.sessions.backends.db import SessionStore
 from django.db import connections
 
 from accounts.models import Organisation
@@ -48,3 +50,25 @@ async def test_stream_refuses_missing_token_and_suspended_organisation(buyer):
     ws = WebsocketCommunicator(application, f"/ws/events/?token={client.raw_token}", headers=_origin())
     await ws.connect()
     assert (await ws.receive_json_from(timeout=3))["code"] == "organisation_suspended"
+
+
+async def test_the_public_route_still_checks_the_origin_and_the_private_one_still_reads_the_session(buyer):
+    refused = WebsocketCommunicator(application, "/ws/market/", headers=[(b"origin", b"http://evil.example")])
+    connected, _ = await refused.connect()
+    assert not connected
+
+    @sync_to_async
+    def session_for(user):
+        session = SessionStore()
+        session[SESSION_KEY] = str(user.pk)
+        session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
+        session["_auth_user_hash"] = user.get_session_auth_hash()
+        session.create()
+        return session.session_key
+
+    key = await session_for(buyer.user)
+    private = WebsocketCommunicator(application, "/ws/events/",
+                                    headers=[(b"origin", b"http://127.0.0.1"), (b"cookie", f"sessionid={key}".encode())])
+    connected, _ = await private.connect()
+    assert connected and (await private.receive_json_from(timeout=3))["type"] == "hello"
+    await private.disconnect()

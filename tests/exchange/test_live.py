@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+from datetime import datetime, timedelta
 
 import pytest
 import pytest_asyncio
@@ -97,6 +98,8 @@ async def test_rest_orders_cross_and_every_party_hears_it_in_order(buyer, provid
     assert seqs == list(range(snapshot["seq"] + 1, snapshot["seq"] + 1 + len(seqs)))
     assert updates[-1]["trades"][0]["qty"] == 20 and updates[-1]["ticker"]["last"] == "20.00"
     assert updates[-1]["asks"] == [["20.00", 30]]
+    published = datetime.fromisoformat(updates[-1]["published_at"])
+    assert published >= datetime.fromisoformat(updates[-1]["trades"][0]["time"]) and published.utcoffset() == timedelta(0)
 
     trade = await Trade.objects.aget()
     assert trade.buyer_id == buyer.organisation_id
