@@ -16,6 +16,7 @@ from __future__ import annotations
 import gc
 import logging
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -741,10 +742,19 @@ class EngineRunner:
 
         listener = psycopg.connect(conninfo(), autocommit=True)
         listener.execute("LISTEN cx_inbox")
+        # Batches start at least this far apart: orders arriving meanwhile join the next one,
+        # so under load each instrument publishes one market-data update per interval.
+        interval = settings.ENGINE_BATCH_INTERVAL_MS / 1000
+        started = 0.0
         try:
             while not stop():
-                while self.step():
-                    pass
+                while True:
+                    wait = started + interval - time.monotonic()
+                    if wait > 0:
+                        time.sleep(wait)
+                    started = time.monotonic()
+                    if not self.step():
+                        break
                 housekeeping(runner=self)
                 # Notifications that arrived meanwhile are queued and end this wait at once.
                 for _ in listener.notifies(timeout=poll_seconds, stop_after=1):

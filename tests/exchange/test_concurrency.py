@@ -281,3 +281,17 @@ def test_the_same_client_order_id_from_two_open_batches_is_one_order(buyer, fee_
     assert Order.objects.count() == 1
     assert ledger.balances(organisation=buyer.organisation)["held"] == 10 * 2001
     assert ledger.ledger_check() == []
+
+
+def test_the_runner_starts_batches_at_least_the_interval_apart(db, settings, monkeypatch):
+    import time
+
+    settings.ENGINE_BATCH_INTERVAL_MS = 50
+    runner = EngineRunner()
+    pending, starts = [3, 2, 0], []
+    monkeypatch.setattr(runner, "step", lambda: (starts.append(time.monotonic()), pending.pop(0))[1])
+    monkeypatch.setattr("exchange.instruments.housekeeping", lambda runner: None)
+    stops = iter([False, True])
+    runner.run(stop=lambda: next(stops), poll_seconds=0.01)
+    assert len(starts) == 3
+    assert min(later - earlier for earlier, later in zip(starts, starts[1:])) >= 0.05
