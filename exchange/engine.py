@@ -253,7 +253,9 @@ class EngineRunner:
         self.books.clear()
         self.instruments.clear()
         self.live.clear()
-        self._accounts.clear()
+        # Every ledger account in one read; the few created later are looked up one by one.
+        self._accounts = {(org, kind): account_id for account_id, org, kind
+                          in LedgerAccount.objects.values_list("id", "organisation_id", "kind")}
         self.depth = market_data.DepthTracker()
         for instrument in Instrument.objects.filter(state__in=ACTIVE_STATES).order_by("id"):
             if self.owns(instrument.id):
@@ -582,7 +584,8 @@ class EngineRunner:
                         copy.write_row(leg)
         self._write_orders(writes)
         if trades:
-            allocate(trades)
+            allocate(trades, {instrument_id: self.instruments[instrument_id].code
+                              for instrument_id in writes.touched_instruments})
         by_instrument: dict[int, list[TradeRow]] = {}
         for trade in trades:
             by_instrument.setdefault(trade.instrument_id, []).append(trade)
