@@ -51,6 +51,11 @@ ADVISORY_LOCK_CLASS = 0x6378  # "cx": first key of pg_advisory_lock(int, int)
 ACTIVE_STATES = (Instrument.State.PRE_OPEN, Instrument.State.CONTINUOUS, Instrument.State.AUCTION, Instrument.State.HALTED)
 TIF_CODES = {"GTC": Tif.GTC, "GTD": Tif.GTD, "IOC": Tif.IOC, "FOK": Tif.FOK}
 REASONS = {int(r): r.name.lower() for r in Reason}
+# Looked up per trade: plain names, not enum attribute lookups.
+HELD, ESCROW, AVAILABLE, PAYABLE, FEES = (LedgerAccount.Kind.HELD, LedgerAccount.Kind.ESCROW,
+                                          LedgerAccount.Kind.AVAILABLE, LedgerAccount.Kind.PAYABLE,
+                                          LedgerAccount.Kind.FEES)
+FILLED, PARTIALLY_FILLED = Order.Status.FILLED, Order.Status.PARTIALLY_FILLED
 
 
 def shard_of(instrument_id: int, shards: int) -> int:
@@ -172,17 +177,15 @@ class BatchWrites:
 
 
 def pg_array(values) -> str:
-    """A list of ints, strings or None as a PostgreSQL array literal (cast it in the query):
-    far cheaper to send than a list the driver adapts element by element."""
+    """A list of ints or None as a PostgreSQL array literal (cast it in the query): far
+    cheaper to send than a list the driver adapts element by element."""
+    return "{" + ",".join(["NULL" if v is None else str(v) for v in values]) + "}"
 
-    def element(value) -> str:
-        if value is None:
-            return "NULL"
-        if isinstance(value, str):
-            return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-        return str(value)
 
-    return "{" + ",".join(map(element, values)) + "}"
+def pg_text_array(values) -> str:
+    """A list of strings or None as a PostgreSQL array literal."""
+    return "{" + ",".join(["NULL" if v is None else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+                           for v in values]) + "}"
 
 
 _gc_lock = threading.Lock()
@@ -254,7 +257,9 @@ class EngineRunner:
         self.books.clear()
         self.instruments.clear()
         self.live.clear()
-        self._accounts.clear()
+        # Every ledger account in one read; the few created later are looked up one by one.
+        self._accounts = {(org, kind): account_id for account_id, org, kind
+                          in LedgerAccount.objects.values_list("id", "organisation_id", "kind")}
         self.depth = market_data.DepthTracker()
         for instrument in Instrument.objects.filter(state__in=ACTIVE_STATES).order_by("id"):
             if self.owns(instrument.id):
@@ -486,15 +491,16 @@ class EngineRunner:
         writes.first_price.setdefault(instrument.id, price_fen)
         account = self._account
         legs = writes.trade_legs
-        for organisation_id, kind, amount in (
-            (buy.organisation_id, LedgerAccount.Kind.HELD, -released_hold),
-            (buy.organisation_id, LedgerAccount.Kind.ESCROW, notional),
-            (buy.organisation_id, LedgerAccount.Kind.AVAILABLE, released_hold - notional - buyer_fee),
-            (sell.organisation_id, LedgerAccount.Kind.PAYABLE, -seller_fee),
-            (None, LedgerAccount.Kind.FEES, buyer_fee + seller_fee),
+        buyer_org = buy.organisation_id
+        for key, amount in (
+            ((buyer_org, HELD), -released_hold),
+            ((buyer_org, ESCROW), notional),
+            ((buyer_org, AVAILABLE), released_hold - notional - buyer_fee),
+            ((sell.organisation_id, PAYABLE), -seller_fee),
+            ((None, FEES), buyer_fee + seller_fee),
         ):
             if amount:
-                legs.append((trade, account(organisation_id, kind), amount))
+                legs.append((trade, account(*key), amount))
         buy.held_fen -= released_hold
         updates = writes.order_updates
         for order in (buy, sell):
@@ -505,7 +511,7 @@ class EngineRunner:
             update["filled_delta"] = update.get("filled_delta", 0) + qty
             update["remaining"] = order.remaining
             update["held_fen"] = order.held_fen
-            update["status"] = Order.Status.FILLED if order.remaining == 0 else Order.Status.PARTIALLY_FILLED
+            update["status"] = FILLED if order.remaining == 0 else PARTIALLY_FILLED
         seller_position = writes.position(sell.organisation_id, instrument.id)
         seller_position[0] -= qty
         seller_position[1] += qty
@@ -583,7 +589,8 @@ class EngineRunner:
                         copy.write_row(leg)
         self._write_orders(writes)
         if trades:
-            allocate(trades)
+            allocate(trades, {instrument_id: self.instruments[instrument_id].code
+                              for instrument_id in writes.touched_instruments})
         by_instrument: dict[int, list[TradeRow]] = {}
         for trade in trades:
             by_instrument.setdefault(trade.instrument_id, []).append(trade)
@@ -691,7 +698,8 @@ class EngineRunner:
             for name in self.ORDER_COLUMNS
         ]
         with connection.cursor() as cursor:
-            cursor.execute(self.ORDER_UPDATE_SQL, [pg_array(ids), *map(pg_array, columns)])
+            cursor.execute(self.ORDER_UPDATE_SQL, [pg_array(ids), pg_text_array(columns[0]), pg_text_array(columns[1]),
+                                                   *map(pg_array, columns[2:])])
             rows = sorted(cursor.fetchall())
         for oid, org, client_id, instrument_id, side, status, price, qty, filled, remaining, reason in rows:
             writes.private_events.append((org, {

@@ -182,7 +182,8 @@ class Order(models.Model):
 
     LIVE = (Status.ACCEPTED, Status.OPEN, Status.PARTIALLY_FILLED)
 
-    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="orders")
+    # No index of its own: order_live_idx serves the engine's and the depth snapshot's reads.
+    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="orders", db_index=False)
     # No index of its own: the two indexes below that start with it serve every lookup.
     organisation = models.ForeignKey("accounts.Organisation", on_delete=models.PROTECT, related_name="orders",
                                      db_index=False)
@@ -261,8 +262,10 @@ class Trade(models.Model):
     match_index = models.IntegerField()
     price_fen = models.BigIntegerField()
     qty = models.BigIntegerField()
-    buy_order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="+", db_constraint=False)
-    sell_order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="+", db_constraint=False)
+    # Nothing looks trades up by order: no index to maintain per trade.
+    buy_order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="+", db_constraint=False, db_index=False)
+    sell_order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="+", db_constraint=False,
+                                   db_index=False)
     buyer = models.ForeignKey("accounts.Organisation", on_delete=models.PROTECT, related_name="+", db_constraint=False)
     seller = models.ForeignKey("accounts.Organisation", on_delete=models.PROTECT, related_name="+", db_constraint=False)
     aggressor = models.CharField(max_length=7, choices=[("buy", "Buy"), ("sell", "Sell"), ("auction", "Auction")])
