@@ -308,7 +308,9 @@ class EngineRunner:
                 writes = self._run(commands)
                 self._write(writes)
                 with connection.cursor() as cursor:
-                    cursor.execute("UPDATE exchange_inboxcommand SET processed_at = now() WHERE seq = ANY(%s::bigint[])",
+                    # "processed_at IS NULL" lets it use the pending index (else: a scan of the whole inbox).
+                    cursor.execute("UPDATE exchange_inboxcommand SET processed_at = now() "
+                                   "WHERE processed_at IS NULL AND seq = ANY(%s::bigint[])",
                                    [pg_array([c.seq for c in commands])])
                 transaction.on_commit(lambda: self._publish(writes))
         except Exception:
@@ -681,7 +683,9 @@ class EngineRunner:
         FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[],
                     %s::bigint[], %s::bigint[])
              AS d(id, status, reason, remaining, filled_delta, held_fen, hold_per_lot_fen, priority_seq, price_fen)
-        WHERE o.id = d.id
+        -- The ids again, as an index condition: joined on d.id alone, the planner hashed the
+        -- whole orders table for every batch.
+        WHERE o.id = d.id AND o.id = ANY(%s::bigint[])
         RETURNING o.id, o.organisation_id, o.client_order_id, o.instrument_id, o.side, o.status, o.price_fen,
                   o.qty, o.filled, o.remaining, o.reason
     """
@@ -697,8 +701,9 @@ class EngineRunner:
             for name in self.ORDER_COLUMNS
         ]
         with connection.cursor() as cursor:
-            cursor.execute(self.ORDER_UPDATE_SQL, [pg_array(ids), pg_text_array(columns[0]), pg_text_array(columns[1]),
-                                                   *map(pg_array, columns[2:])])
+            id_array = pg_array(ids)
+            cursor.execute(self.ORDER_UPDATE_SQL, [id_array, pg_text_array(columns[0]), pg_text_array(columns[1]),
+                                                   *map(pg_array, columns[2:]), id_array])
             rows = sorted(cursor.fetchall())
         for oid, org, client_id, instrument_id, side, status, price, qty, filled, remaining, reason in rows:
             writes.private_events.append((org, {
