@@ -10,10 +10,9 @@ that trades (bench/lib/market.py ``trading_mix``: GTC bids and asks overlapping 
 reference price, 10 % IOC through the touch, 4 % market IOC; about 0.44 trades per order).
 
 Timed: an in-process ``EngineRunner(batch_size=5000)``: ``load()``, then ``step()`` until the
-inbox is empty or ``--max-seconds`` have passed (the current engine needs minutes for
-100,000 orders) — every batch commits order states, trades, allocations, ledger journals,
-capacity positions and the instrument row, then publishes private events (channel layer)
-and market data (Redis PUBLISH) after commit.
+inbox is empty or ``--max-seconds`` have passed — every batch commits order states, trades,
+allocations, ledger journals, capacity positions and the instrument row, then publishes
+private events (channel layer) and market data (Redis PUBLISH) after commit.
 
 Figures:
   engine.end_to_end_orders_per_s   inbox commands processed per second of wall time.

@@ -166,7 +166,6 @@ class BatchWrites:
     private_events: list[tuple[int, dict]] = field(default_factory=list)
     touched_instruments: set[int] = field(default_factory=set)
     market_data: list[tuple[int, str]] = field(default_factory=list)  # (instrument id, message)
-    saved_trades: list[TradeRow] = field(default_factory=list)
 
     def position(self, organisation_id: int, instrument_id: int) -> list[int]:
         key = (organisation_id, instrument_id)
@@ -309,7 +308,9 @@ class EngineRunner:
                 writes = self._run(commands)
                 self._write(writes)
                 with connection.cursor() as cursor:
-                    cursor.execute("UPDATE exchange_inboxcommand SET processed_at = now() WHERE seq = ANY(%s::bigint[])",
+                    # "processed_at IS NULL" lets it use the pending index (else: a scan of the whole inbox).
+                    cursor.execute("UPDATE exchange_inboxcommand SET processed_at = now() "
+                                   "WHERE processed_at IS NULL AND seq = ANY(%s::bigint[])",
                                    [pg_array([c.seq for c in commands])])
                 transaction.on_commit(lambda: self._publish(writes))
         except Exception:
@@ -362,7 +363,7 @@ class EngineRunner:
                                            order.hold_per_lot_fen, order.remaining, order.held_fen)
                 updates.setdefault(order.id, {})["priority_seq"] = command.seq
                 rows.append((
-                    Action.MARKET if order.type == "market" else Action.LIMIT, order.id, order.owner_id,
+                    Action.MARKET if order.type == Order.Type.MARKET else Action.LIMIT, order.id, order.owner_id,
                     Side.BUY if order.side == "buy" else Side.SELL, (order.price_fen or 0) // tick, order.remaining,
                     TIF_CODES[order.tif], int(order.post_only), micros(order.expires_at) if order.expires_at else 0,
                     now, order.protect_ticks,
@@ -408,13 +409,13 @@ class EngineRunner:
         tick = instrument.tick_fen
         # Plain tuples (fields in EVENT_FIELDS order): reading numpy records one field at a
         # time cost more than everything the loop does with them.
-        for (etype, cmd_index, order_id, _side, price, _qty, remaining, reason,
+        for (etype, cmd_index, order_id, _side, price, qty, remaining, reason,
              maker_id, taker_id, *_rest) in events.tolist():
             source = sources[cmd_index] if sources else None
             if etype == EventType.TRADE:
                 seq = source.seq
                 index = match_index[seq] = match_index.get(seq, -1) + 1
-                self._trade(instrument, _qty, maker_id, taker_id, reason == Reason.AUCTION, seq, index, fees, writes,
+                self._trade(instrument, qty, maker_id, taker_id, reason == Reason.AUCTION, seq, index, fees, writes,
                             price_fen=price * tick)
             elif etype == EventType.ACCEPTED:
                 update = writes.order_updates.get(order_id)
@@ -564,22 +565,22 @@ class EngineRunner:
 
     def _write(self, writes: BatchWrites) -> None:
         now = timezone.now()
-        trades = writes.saved_trades = self._insert_trades(writes.trades, now)
+        trades = self._insert_trades(writes.trades, now)
         # Journals: one per trade (in trade order), then one per release.
         journal_ids = self._next_ids("exchange_journal", len(trades) + len(writes.releases))
         deltas: dict[int, int] = {}
         if journal_ids:
             trade_journal = Journal.Kind.TRADE
             release_journal = Journal.Kind.RELEASE
-            held, available = LedgerAccount.Kind.HELD, LedgerAccount.Kind.AVAILABLE
             legs = [(journal_ids[trade], account, amount) for trade, account, amount in writes.trade_legs]
             for journal_id, (_, org_id, amount) in zip(journal_ids[len(trades):], writes.releases):
-                legs.append((journal_id, self._account(org_id, held), -amount))
-                legs.append((journal_id, self._account(org_id, available), amount))
+                legs.append((journal_id, self._account(org_id, HELD), -amount))
+                legs.append((journal_id, self._account(org_id, AVAILABLE), amount))
             for _, account, amount in legs:
                 deltas[account] = deltas.get(account, 0) + amount
             with connection.cursor() as cursor:
-                with cursor.copy("COPY exchange_journal (id, kind, order_id, trade_id, memo, created_at) FROM STDIN") as copy:
+                with cursor.copy("COPY exchange_journal (id, kind, order_id, trade_id, memo, created_at) "
+                                 "FROM STDIN") as copy:
                     for journal_id, trade in zip(journal_ids, trades):
                         copy.write_row((journal_id, trade_journal, None, trade.id, "", now))
                     for journal_id, (order_id, _, _) in zip(journal_ids[len(trades):], writes.releases):
@@ -627,7 +628,8 @@ class EngineRunner:
         allocations written next can refer to them."""
         if not trades:
             return []
-        rows = [TradeRow(trade_id, *trade, now) for trade_id, trade in zip(self._next_ids("exchange_trade", len(trades)), trades)]
+        ids = self._next_ids("exchange_trade", len(trades))
+        rows = [TradeRow(trade_id, *trade, now) for trade_id, trade in zip(ids, trades)]
         with connection.cursor() as cursor:
             with cursor.copy("COPY exchange_trade (id, instrument_id, inbox_seq, match_index, price_fen, qty, "
                              "buy_order_id, sell_order_id, buyer_id, seller_id, aggressor, buyer_fee_fen, "
@@ -682,7 +684,9 @@ class EngineRunner:
         FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[],
                     %s::bigint[], %s::bigint[])
              AS d(id, status, reason, remaining, filled_delta, held_fen, hold_per_lot_fen, priority_seq, price_fen)
-        WHERE o.id = d.id
+        -- The ids again, as an index condition: joined on d.id alone, the planner hashed the
+        -- whole orders table for every batch.
+        WHERE o.id = d.id AND o.id = ANY(%s::bigint[])
         RETURNING o.id, o.organisation_id, o.client_order_id, o.instrument_id, o.side, o.status, o.price_fen,
                   o.qty, o.filled, o.remaining, o.reason
     """
@@ -698,8 +702,9 @@ class EngineRunner:
             for name in self.ORDER_COLUMNS
         ]
         with connection.cursor() as cursor:
-            cursor.execute(self.ORDER_UPDATE_SQL, [pg_array(ids), pg_text_array(columns[0]), pg_text_array(columns[1]),
-                                                   *map(pg_array, columns[2:])])
+            id_array = pg_array(ids)
+            cursor.execute(self.ORDER_UPDATE_SQL, [id_array, pg_text_array(columns[0]), pg_text_array(columns[1]),
+                                                   *map(pg_array, columns[2:]), id_array])
             rows = sorted(cursor.fetchall())
         for oid, org, client_id, instrument_id, side, status, price, qty, filled, remaining, reason in rows:
             writes.private_events.append((org, {

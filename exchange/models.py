@@ -143,7 +143,8 @@ class Journal(models.Model):
         TRADE = "trade", "Trade"
 
     kind = models.CharField(max_length=16, choices=Kind.choices)
-    order = models.ForeignKey("Order", on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_constraint=False)
+    order = models.ForeignKey("Order", on_delete=models.PROTECT, null=True, blank=True, related_name="+",
+                              db_constraint=False)
     trade = models.ForeignKey("Trade", on_delete=models.PROTECT, null=True, blank=True, related_name="journals",
                               db_constraint=False)
     memo = models.CharField(max_length=200, blank=True)
