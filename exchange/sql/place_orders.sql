@@ -5,14 +5,15 @@
 -- instrument state, balances, capacity) is checked here, inside the transaction that
 -- writes the order, so a revocation or suspension takes effect for the very next order.
 --
--- Two passes at most. The first reads balances and capacity without locking them, decides
--- every order, writes, and only then moves the balances and capacity holds — with the
--- database refusing any that would overdraw (the accounts' CHECK, the positions' WHERE).
--- So concurrent batches of the same organisations overlap except for their last
--- statement and commit. If a balance or position moved meanwhile so that the decisions no
--- longer hold, that pass is rolled back (a subtransaction) and the second pass decides
--- again on rows it has locked first, in id order (no cycle with another batch or the
--- engine).
+-- The first pass reads balances and capacity without locking them and decides every
+-- order; then, in a subtransaction, it locks and moves the balances and capacity holds it
+-- decided — the database refusing any that would overdraw (the accounts' CHECK, the
+-- positions' condition) — and writes the orders, their inbox commands and hold journals.
+-- So concurrent batches of the same organisations wait on each other only from those
+-- moves to their commit. If a balance or position moved meanwhile so that a decision no
+-- longer holds, or another batch placed the same client_order_id, the subtransaction is
+-- rolled back and the next pass decides again on rows it has locked first. Every pass
+-- locks accounts, then positions, in id order, as the engine does: no cycle.
 --
 -- Result codes: 'accepted', 'duplicate' (client_order_id seen before: the first order is
 -- returned), or a rejection code (nothing written for that order). Orders a batch accepts
@@ -26,10 +27,7 @@ RETURNS bigint LANGUAGE sql STABLE AS $$
       AND lp.hub_id = p_hub AND lp.period_start = p_period
 $$;
 
-DROP FUNCTION IF EXISTS cx_place_orders(bigint[], bigint[], bigint[], bigint[], text[], text[], text[], text[],
-                                        boolean[], bigint[], bigint[], timestamptz[], bigint[]);
-
-CREATE FUNCTION cx_place_orders(
+CREATE OR REPLACE FUNCTION cx_place_orders(
     p_token bigint[], p_org bigint[], p_user bigint[], p_instrument bigint[],
     p_client_id text[], p_side text[], p_type text[], p_tif text[], p_post_only boolean[],
     p_price bigint[], p_qty bigint[], p_expires timestamptz[], p_protect bigint[]
@@ -165,6 +163,8 @@ BEGIN
         v_per_lot := array_fill(0::bigint, ARRAY[n]);
         v_accepted := 0;
 
+        -- The same query twice: without locks, then locked in id order. Only the locking
+        -- clause differs, and dynamic SQL would plan the statement again on every call.
         IF v_pass = 1 THEN
             OPEN v_cursor FOR
                 SELECT a.id, a.organisation_id, a.kind, a.balance FROM exchange_ledgeraccount a
