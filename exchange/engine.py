@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 import matching
@@ -47,6 +47,9 @@ from matching.types import COMMAND_DTYPE, Action, EventType, Mode, Reason, Side,
 
 log = logging.getLogger("exchange.engine")
 
+# A batch that fails this many times in a row for a reason other than the database going
+# away is searched for the one command that fails alone, and that command is set aside.
+QUARANTINE_AFTER = 3
 ADVISORY_LOCK_CLASS = 0x6378  # "cx": first key of pg_advisory_lock(int, int)
 ACTIVE_STATES = (Instrument.State.PRE_OPEN, Instrument.State.CONTINUOUS, Instrument.State.AUCTION, Instrument.State.HALTED)
 TIF_CODES = {"GTC": Tif.GTC, "GTD": Tif.GTD, "IOC": Tif.IOC, "FOK": Tif.FOK}
@@ -318,6 +321,43 @@ class EngineRunner:
             self.load()
             raise
         return len(commands)
+
+    def quarantine_failing_command(self) -> PendingCommand | None:
+        """Process the pending commands one by one up to the first that fails alone, and set
+        that one aside so that the shard goes on (``QUARANTINE_AFTER``); return it, or None
+        if every command went through this time."""
+        batch_size, self.batch_size = self.batch_size, 1
+        try:
+            while True:
+                try:
+                    if not self.step():
+                        return None
+                except DatabaseError:
+                    raise
+                except Exception as exc:
+                    (command,) = self._pending()
+                    self._quarantine(command, exc)
+                    return command
+        finally:
+            self.batch_size = batch_size
+
+    def _quarantine(self, command: PendingCommand, error: Exception) -> None:
+        """Mark ``command`` processed without matching it: a new order is rejected with reason
+        ``engine_error`` and its hold given back; an amendment's extra hold goes back."""
+        log.error("inbox command %s (%s, order %s) fails every time (%r); rejected and set aside",
+                  command.seq, command.action, command.order_id, error)
+        writes = BatchWrites()
+        order = command.order
+        if command.action == InboxCommand.Action.NEW and order is not None:
+            self._release(writes, LiveOrder(order.id, order.organisation_id, command.instrument_id, order.side,
+                                            order.hold_per_lot_fen, order.remaining, order.held_fen))
+            self._update(writes, order.id, status=Order.Status.REJECTED, reason="engine_error")
+        elif command.action == InboxCommand.Action.AMEND and command.extra_hold_fen and order is not None:
+            writes.releases.append((command.order_id, order.organisation_id, command.extra_hold_fen))
+        with transaction.atomic():
+            self._write(writes)
+            InboxCommand.objects.filter(seq=command.seq).update(processed_at=timezone.now())
+            transaction.on_commit(lambda: self._publish(writes))
 
     def _pending(self) -> list[PendingCommand]:
         # = ANY(ARRAY(…)) keeps the planner on the partial index (IN (SELECT …) scanned the table).
@@ -759,6 +799,7 @@ class EngineRunner:
         # so under load each instrument publishes one market-data update per interval.
         interval = settings.ENGINE_BATCH_INTERVAL_MS / 1000
         started = 0.0
+        failures = 0
         try:
             while not stop():
                 while True:
@@ -766,7 +807,19 @@ class EngineRunner:
                     if wait > 0:
                         time.sleep(wait)
                     started = time.monotonic()
-                    if not self.step():
+                    try:
+                        processed = self.step()
+                    except DatabaseError:
+                        raise  # the database, not a command: stop, and a restart takes over
+                    except Exception:
+                        failures += 1
+                        if failures < QUARANTINE_AFTER:
+                            continue
+                        self.quarantine_failing_command()
+                        failures = 0
+                        continue
+                    failures = 0
+                    if not processed:
                         break
                 housekeeping(runner=self)
                 # Notifications that arrived meanwhile are queued and end this wait at once.

@@ -303,3 +303,33 @@ def test_the_runner_starts_batches_at_least_the_interval_apart(db, settings, mon
     runner.run(stop=lambda: next(stops), poll_seconds=0.01)
     assert len(starts) == 3
     assert min(later - earlier for earlier, later in zip(starts, starts[1:])) >= 0.05
+
+
+def test_a_command_that_fails_every_time_is_set_aside_and_the_shard_goes_on(buyer, provider, fee_tier, settings):
+    from marketplace.models import ListingPeriod
+
+    settings.ENGINE_BATCH_INTERVAL_MS = 0
+    instrument = make_instrument()
+    list_capacity(organisation=provider.organisation, instrument=instrument, scu_h=100)
+    ledger.deposit(organisation=buyer.organisation, amount_fen=1_000_000_00)
+    runner = EngineRunner()
+    runner.load()
+    seller, bidder = actor_from_user(provider.user), actor_from_user(buyer.user)
+    ask, _ = order_place(actor=seller, data={"instrument": instrument.code, "side": "sell", "price": "20.00", "qty": 50})
+    drain(runner)
+    # A broken invariant: the ask's capacity vanishes behind the exchange's back, so a trade
+    # against it can never be allocated.
+    ListingPeriod.objects.filter(provider=provider.organisation).update(scu_h=0)
+    poisoned, _ = order_place(actor=bidder, data={"instrument": instrument.code, "side": "buy", "price": "20.00",
+                                                  "qty": 10, "client_order_id": "poisoned"})
+    later, _ = order_place(actor=bidder, data={"instrument": instrument.code, "side": "buy", "price": "19.00",
+                                               "qty": 5, "client_order_id": "later"})
+    runner.run(stop=lambda: not InboxCommand.objects.filter(processed_at__isnull=True).exists(), poll_seconds=0.01)
+
+    poisoned.refresh_from_db()
+    later.refresh_from_db()
+    assert (poisoned.status, poisoned.reason, poisoned.held_fen) == (Order.Status.REJECTED, "engine_error", 0)
+    assert later.status == Order.Status.OPEN
+    assert not Trade.objects.exists()
+    assert ledger.balances(organisation=buyer.organisation)["held"] == later.held_fen
+    assert ledger.ledger_check() == []
