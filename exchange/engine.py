@@ -30,7 +30,7 @@ from django.utils import timezone
 import matching
 from exchange import market_data
 from exchange.allocation import allocate
-from exchange.db import conninfo
+from exchange.db import conninfo, pg_array, pg_text_array
 from exchange.events import organisation_group, publish_many
 from exchange.models import (
     CapacityPosition,
@@ -176,18 +176,6 @@ class BatchWrites:
         if position is None:
             position = self.positions[key] = [0, 0, 0]
         return position
-
-
-def pg_array(values) -> str:
-    """A list of ints or None as a PostgreSQL array literal (cast it in the query): far
-    cheaper to send than a list the driver adapts element by element."""
-    return "{" + ",".join(["NULL" if v is None else str(v) for v in values]) + "}"
-
-
-def pg_text_array(values) -> str:
-    """A list of strings or None as a PostgreSQL array literal."""
-    return "{" + ",".join(["NULL" if v is None else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-                           for v in values]) + "}"
 
 
 _gc_lock = threading.Lock()

@@ -22,6 +22,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from accounts.access import Actor
+from exchange.db import pg_array, pg_bool_array, pg_text_array
 from exchange.errors import AppError
 from exchange.models import Instrument, Order
 from exchange.money import fen_from_cny
@@ -249,13 +250,29 @@ def batch_outcomes(plan: BatchPlan, results: list[OrderResult]) -> list[dict]:
     return plan.outcomes
 
 
-PLACE_SQL = "SELECT idx, order_id, code FROM cx_place_orders(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+PLACE_SQL = ("SELECT idx, order_id, code FROM cx_place_orders(%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], "
+             "%s::text[], %s::text[], %s::text[], %s::text[], %s::boolean[], %s::bigint[], %s::bigint[], "
+             "%s::timestamptz[], %s::bigint[])")
 
 
-def place_params(requests: list[OrderRequest]) -> list[list]:
-    columns = ("token_id", "organisation_id", "user_id", "instrument_id", "client_order_id", "side", "type",
-               "tif", "post_only", "price_fen", "qty", "expires_at", "protect_ticks")
-    return [[getattr(r, c) for r in requests] for c in columns]
+def place_params(requests: list[OrderRequest]) -> list[str]:
+    """PLACE_SQL's arrays as PostgreSQL array literals: far cheaper to send than lists the
+    driver adapts element by element."""
+    return [
+        pg_array([r.token_id for r in requests]),
+        pg_array([r.organisation_id for r in requests]),
+        pg_array([r.user_id for r in requests]),
+        pg_array([r.instrument_id for r in requests]),
+        pg_text_array([r.client_order_id for r in requests]),
+        pg_text_array([r.side for r in requests]),
+        pg_text_array([r.type for r in requests]),
+        pg_text_array([r.tif for r in requests]),
+        pg_bool_array([r.post_only for r in requests]),
+        pg_array([r.price_fen for r in requests]),
+        pg_array([r.qty for r in requests]),
+        pg_text_array([r.expires_at.isoformat() if r.expires_at else None for r in requests]),
+        pg_array([r.protect_ticks for r in requests]),
+    ]
 
 
 def results_from_rows(rows, count: int) -> list[OrderResult]:
