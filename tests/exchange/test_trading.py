@@ -311,6 +311,16 @@ def test_orders_placed_together_share_one_hold_journal_that_equals_their_holds(i
     assert_ledger_balanced()
 
 
+def test_a_client_order_id_with_quotes_commas_braces_and_backslashes_is_kept_exactly(instrument, funded_buyer):
+    client = token_client(funded_buyer)
+    tricky = 'a"b\\c,{d} NULL e\''
+    first = client.post("/api/v1/orders/", bid(instrument, qty=1, client_order_id=tricky), format="json")
+    repeat = client.post("/api/v1/orders/", bid(instrument, qty=1, client_order_id=tricky), format="json")
+    assert first.status_code == 201 and repeat.status_code == 200
+    assert repeat.data["id"] == first.data["id"]
+    assert list(Order.objects.values_list("client_order_id", flat=True)) == [tricky]
+
+
 def test_batch_rejects_a_malformed_body(instrument, funded_buyer):
     client = token_client(funded_buyer)
     for body in ({}, {"orders": []}, {"orders": "x"}, {"orders": [{}] * 1001}):
