@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.apps import apps
 from django.db import connection
 
 from exchange.ledger import ledger_check
@@ -13,34 +14,26 @@ def _rows(sql: str) -> list[tuple]:
         return cursor.fetchall()
 
 
-# References the engine writes without a database foreign-key constraint (see models.py):
-# (table, column, referenced table).
-UNCHECKED_REFERENCES = [
-    ("exchange_ledgerleg", "journal_id", "exchange_journal"),
-    ("exchange_ledgerleg", "account_id", "exchange_ledgeraccount"),
-    ("exchange_journal", "order_id", "exchange_order"),
-    ("exchange_journal", "trade_id", "exchange_trade"),
-    ("exchange_trade", "instrument_id", "exchange_instrument"),
-    ("exchange_trade", "buy_order_id", "exchange_order"),
-    ("exchange_trade", "sell_order_id", "exchange_order"),
-    ("exchange_trade", "buyer_id", "accounts_organisation"),
-    ("exchange_trade", "seller_id", "accounts_organisation"),
-    ("exchange_allocation", "trade_id", "exchange_trade"),
-    ("exchange_allocation", "holder_id", "accounts_organisation"),
-    ("exchange_allocation", "listing_period_id", "marketplace_listingperiod"),
-    ("exchange_allocation", "source_id", "exchange_allocation"),
-]
+def unchecked_references() -> list[tuple[str, str, str, str]]:
+    """(table, column, referenced table, referenced column) of every foreign key declared without a database
+    constraint (``db_constraint=False``): the engine's bulk-written rows (see models.py)."""
+    return sorted(
+        (model._meta.db_table, field.column, field.related_model._meta.db_table, field.target_field.column)
+        for model in apps.get_models()
+        for field in model._meta.concrete_fields
+        if field.is_relation and field.many_to_one and not field.db_constraint
+    )
 
 
 def references_check() -> list[str]:
     """Rows whose unconstrained references lead nowhere."""
     problems = []
-    for table, column, target in UNCHECKED_REFERENCES:
+    for table, column, target, key in unchecked_references():
         problems += [
             f"{table} {row_id}: {column} {missing} does not exist in {target}"
             for row_id, missing in _rows(
-                f"SELECT t.id, t.{column} FROM {table} t LEFT JOIN {target} r ON r.id = t.{column} "
-                f"WHERE t.{column} IS NOT NULL AND r.id IS NULL LIMIT 20")
+                f"SELECT t.id, t.{column} FROM {table} t LEFT JOIN {target} r ON r.{key} = t.{column} "
+                f"WHERE t.{column} IS NOT NULL AND r.{key} IS NULL LIMIT 20")
         ]
     return problems
 
