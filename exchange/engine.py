@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 import matching
@@ -50,6 +50,9 @@ log = logging.getLogger("exchange.engine")
 # A batch that fails this many times in a row for a reason other than the database going
 # away is searched for the one command that fails alone, and that command is set aside.
 QUARANTINE_AFTER = 3
+# The database unreachable or the connection lost: nothing a command did, so nothing is set
+# aside; the runner stops and a restart takes over.
+CONNECTION_ERRORS = (OperationalError, InterfaceError)
 ADVISORY_LOCK_CLASS = 0x6378  # "cx": first key of pg_advisory_lock(int, int)
 ACTIVE_STATES = (Instrument.State.PRE_OPEN, Instrument.State.CONTINUOUS, Instrument.State.AUCTION, Instrument.State.HALTED)
 TIF_CODES = {"GTC": Tif.GTC, "GTD": Tif.GTD, "IOC": Tif.IOC, "FOK": Tif.FOK}
@@ -104,6 +107,10 @@ class OrderRow:
     protect_ticks: int
     hold_per_lot_fen: int
     held_fen: int
+
+    def live(self, instrument_id: int) -> LiveOrder:
+        return LiveOrder(self.id, self.organisation_id, instrument_id, self.side, self.hold_per_lot_fen,
+                         self.remaining, self.held_fen)
 
 
 @dataclass(slots=True)
@@ -217,6 +224,7 @@ class EngineRunner:
         self.live: dict[int, LiveOrder] = {}
         self._accounts: dict[tuple, int] = {}
         self._sequences: dict[str, str] = {}
+        self._failures = 0  # batches failed in a row (run)
         self.depth = market_data.DepthTracker()
 
     # ------------------------------------------------------------------ ownership
@@ -298,17 +306,29 @@ class EngineRunner:
                     return 0
                 writes = self._run(commands)
                 self._write(writes)
-                with connection.cursor() as cursor:
-                    # "processed_at IS NULL" lets it use the pending index (else: a scan of the whole inbox).
-                    cursor.execute("UPDATE exchange_inboxcommand SET processed_at = now() "
-                                   "WHERE processed_at IS NULL AND seq = ANY(%s::bigint[])",
-                                   [pg_array([c.seq for c in commands])])
+                self._mark_processed(commands)
                 transaction.on_commit(lambda: self._publish(writes))
         except Exception:
             log.exception("batch failed; rebuilding books from the database")
             self.load()
             raise
         return len(commands)
+
+    def _step_or_set_aside(self) -> bool:
+        """One step of ``run``: False once nothing is pending. A batch that failed
+        ``QUARANTINE_AFTER`` times in a row has its failing command set aside."""
+        try:
+            processed = self.step()
+        except CONNECTION_ERRORS:
+            raise
+        except Exception:
+            self._failures += 1
+            if self._failures >= QUARANTINE_AFTER:
+                self.quarantine_failing_command()
+                self._failures = 0
+            return True
+        self._failures = 0
+        return bool(processed)
 
     def quarantine_failing_command(self) -> PendingCommand | None:
         """Process the pending commands one by one up to the first that fails alone, and set
@@ -320,7 +340,7 @@ class EngineRunner:
                 try:
                     if not self.step():
                         return None
-                except DatabaseError:
+                except CONNECTION_ERRORS:
                     raise
                 except Exception as exc:
                     (command,) = self._pending()
@@ -337,15 +357,22 @@ class EngineRunner:
         writes = BatchWrites()
         order = command.order
         if command.action == InboxCommand.Action.NEW and order is not None:
-            self._release(writes, LiveOrder(order.id, order.organisation_id, command.instrument_id, order.side,
-                                            order.hold_per_lot_fen, order.remaining, order.held_fen))
+            self._release(writes, order.live(command.instrument_id))
             self._update(writes, order.id, status=Order.Status.REJECTED, reason="engine_error")
         elif command.action == InboxCommand.Action.AMEND and command.extra_hold_fen and order is not None:
             writes.releases.append((command.order_id, order.organisation_id, command.extra_hold_fen))
         with transaction.atomic():
             self._write(writes)
-            InboxCommand.objects.filter(seq=command.seq).update(processed_at=timezone.now())
+            self._mark_processed([command])
             transaction.on_commit(lambda: self._publish(writes))
+
+    @staticmethod
+    def _mark_processed(commands: list[PendingCommand]) -> None:
+        with connection.cursor() as cursor:
+            # "processed_at IS NULL" lets it use the pending index (else: a scan of the whole inbox).
+            cursor.execute("UPDATE exchange_inboxcommand SET processed_at = now() "
+                           "WHERE processed_at IS NULL AND seq = ANY(%s::bigint[])",
+                           [pg_array([c.seq for c in commands])])
 
     def _pending(self) -> list[PendingCommand]:
         # = ANY(ARRAY(…)) keeps the planner on the partial index (IN (SELECT …) scanned the table).
@@ -387,8 +414,7 @@ class EngineRunner:
             action = command.action
             if action == NEW:
                 order = command.order
-                live[order.id] = LiveOrder(order.id, order.organisation_id, instrument.id, order.side,
-                                           order.hold_per_lot_fen, order.remaining, order.held_fen)
+                live[order.id] = order.live(instrument.id)
                 updates.setdefault(order.id, {})["priority_seq"] = command.seq
                 rows.append((
                     Action.MARKET if order.type == Order.Type.MARKET else Action.LIMIT, order.id, order.owner_id,
@@ -787,7 +813,6 @@ class EngineRunner:
         # so under load each instrument publishes one market-data update per interval.
         interval = settings.ENGINE_BATCH_INTERVAL_MS / 1000
         started = 0.0
-        failures = 0
         try:
             while not stop():
                 while True:
@@ -795,19 +820,7 @@ class EngineRunner:
                     if wait > 0:
                         time.sleep(wait)
                     started = time.monotonic()
-                    try:
-                        processed = self.step()
-                    except DatabaseError:
-                        raise  # the database, not a command: stop, and a restart takes over
-                    except Exception:
-                        failures += 1
-                        if failures < QUARANTINE_AFTER:
-                            continue
-                        self.quarantine_failing_command()
-                        failures = 0
-                        continue
-                    failures = 0
-                    if not processed:
+                    if not self._step_or_set_aside():
                         break
                 housekeeping(runner=self)
                 # Notifications that arrived meanwhile are queued and end this wait at once.

@@ -333,3 +333,39 @@ def test_a_command_that_fails_every_time_is_set_aside_and_the_shard_goes_on(buye
     assert not Trade.objects.exists()
     assert ledger.balances(organisation=buyer.organisation)["held"] == later.held_fen
     assert ledger.ledger_check() == []
+
+
+def test_a_batch_that_fails_fewer_times_than_the_limit_is_retried_and_nothing_is_set_aside(db, settings, monkeypatch):
+    from exchange import engine
+
+    settings.ENGINE_BATCH_INTERVAL_MS = 0
+    runner = EngineRunner()
+    outcomes = [RuntimeError("passing trouble")] * (engine.QUARANTINE_AFTER - 1) + [4, 0]
+
+    def step():
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    monkeypatch.setattr(runner, "step", step)
+    monkeypatch.setattr(runner, "quarantine_failing_command", lambda: pytest.fail("nothing should be set aside"))
+    monkeypatch.setattr("exchange.instruments.housekeeping", lambda runner: None)
+    stops = iter([False, True])
+    runner.run(stop=lambda: next(stops), poll_seconds=0.01)
+    assert outcomes == []
+
+
+def test_a_lost_database_connection_stops_the_runner_instead_of_setting_commands_aside(db, settings, monkeypatch):
+    from django.db import OperationalError
+
+    settings.ENGINE_BATCH_INTERVAL_MS = 0
+    runner = EngineRunner()
+
+    def step():
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(runner, "step", step)
+    monkeypatch.setattr(runner, "quarantine_failing_command", lambda: pytest.fail("nothing should be set aside"))
+    with pytest.raises(OperationalError):
+        runner.run(stop=lambda: False, poll_seconds=0.01)
