@@ -61,6 +61,25 @@ async def receive_until(ws, predicate, timeout=5.0) -> list[dict]:
             return seen
 
 
+async def post(path: str, body, token: str) -> tuple[int, dict]:
+    """POST to the ASGI application as uvicorn would (a token and no Idempotency-Key: the fast route)."""
+    sent = []
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    scope = {"type": "http", "method": "POST", "path": path, "headers": [
+        (b"authorization", f"Token {token}".encode()), (b"content-type", b"application/json")],
+        "query_string": b"", "asgi": {"version": "3.0"}}
+    messages = [{"type": "http.request", "body": raw, "more_body": False}]
+
+    async def receive():
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    await application(scope, receive, send)
+    return sent[0]["status"], json.loads(sent[1]["body"])
+
+
 def ledger_is_balanced() -> bool:
     return ledger.ledger_check() == [] and sum(LedgerAccount.objects.values_list("balance", flat=True)) == 0
 
@@ -144,23 +163,6 @@ async def test_fast_order_route_acknowledges_after_commit_and_checks_everything(
 
     instrument, runner, buyer_api, seller_api = await market_setup(buyer, provider)
 
-    async def post(path, body, token):
-        sent = []
-        communicator_body = json.dumps(body).encode()
-        scope = {"type": "http", "method": "POST", "path": path, "headers": [
-            (b"authorization", f"Token {token}".encode()), (b"content-type", b"application/json")],
-            "query_string": b"", "asgi": {"version": "3.0"}}
-        messages = [{"type": "http.request", "body": communicator_body, "more_body": False}]
-
-        async def receive():
-            return messages.pop(0) if messages else {"type": "http.disconnect"}
-
-        async def send(message):
-            sent.append(message)
-
-        await application(scope, receive, send)
-        return sent[0]["status"], json.loads(sent[1]["body"])
-
     order = {"instrument": instrument.code, "side": "buy", "price": "20.00", "qty": 5, "client_order_id": "fast-1"}
     status, body = await post("/api/v1/orders/", order, buyer_api.raw_token)
     assert status == 201 and body["status"] == "accepted"
@@ -231,3 +233,32 @@ async def test_a_suspension_stops_the_next_websocket_command(buyer, provider):
     assert reply["type"] == "error" and reply["code"] == "organisation_suspended" and reply["request_id"] == 2
     assert await Order.objects.acount() == 1
     await ws.disconnect()
+
+
+async def test_fast_order_route_refuses_bad_bodies_and_read_only_tokens_and_survives_a_failed_batch(
+        buyer, provider, monkeypatch):
+    from exchange import fastpath
+    from exchange.models import Order
+
+    instrument, runner, buyer_api, seller_api = await market_setup(buyer, provider)
+    order = {"instrument": instrument.code, "side": "buy", "price": "20.00", "qty": 1}
+    status, body = await post("/api/v1/orders/", b"{not json", buyer_api.raw_token)
+    assert status == 400 and body["code"] == "invalid"
+    read_only = await sync_to_async(token_client)(buyer, scopes=("read",))
+    status, body = await post("/api/v1/orders/", order, read_only.raw_token)
+    assert status == 403 and body["code"] == "scope_missing"
+
+    monkeypatch.setattr(fastpath, "PLACE_SQL", "SELECT * FROM cx_no_such_function(%s)")
+    monkeypatch.setattr(fastpath, "place_params", lambda requests: [[r.qty for r in requests]])
+    status, body = await post("/api/v1/orders/", {**order, "client_order_id": "failed"}, buyer_api.raw_token)
+    assert status == 500 and body["code"] == "server_error" and "nothing was placed" in body["detail"]
+    monkeypatch.undo()
+    assert not await Order.objects.aexists()
+
+    # The batcher goes on; orders sent together share batches and each gets its own order.
+    results = await asyncio.gather(*(post("/api/v1/orders/", {**order, "client_order_id": f"together-{n}"},
+                                          buyer_api.raw_token) for n in range(20)))
+    assert [status for status, _ in results] == [201] * 20
+    assert len({body["id"] for _, body in results}) == 20
+    assert await Order.objects.acount() == 20
+    assert await sync_to_async(ledger_is_balanced)()
