@@ -1,7 +1,7 @@
 """Engine runner benchmark: inbox → matching → one transaction → events published.
 
     .venv/bin/python bench/engine.py [--orders 100000] [--max-seconds 60] [--profile-orders 10000]
-                                     [--batch-size 5000] [--experiment NAME ...]
+                                     [--batch-size 5000]
 
 Set-up (not timed): a throw-away database (see bench/lib/harness.py), 4 continuous
 instruments, 32 funded buyers, 32 providers with huge listed capacity; the inbox is
@@ -18,10 +18,6 @@ Figures:
   engine.end_to_end_orders_per_s   inbox commands processed per second of wall time.
 On stderr: trades/s, CPU split (this process vs PostgreSQL), a ledger check, and the top
 costs (cProfile) of a second drain of ``--profile-orders`` more orders.
-
-``--experiment NAME`` applies a proposed engine change from bench/lib/engine_patches.py
-first (unnest-orders, prefetch-allocation, publish-md-first) and suffixes the figure's name
-with it: a measurement of the proposal, never the shipped code's figure.
 """
 
 from __future__ import annotations
@@ -92,8 +88,6 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=60, help="stop the timed drain after this long")
     parser.add_argument("--profile-orders", type=int, default=10_000)
     parser.add_argument("--batch-size", type=int, default=5000)
-    parser.add_argument("--experiment", action="append", default=[],
-                        help="apply a proposed engine change from bench/lib/engine_patches.py (measurement only)")
     args = parser.parse_args()
 
     with Environment("engine") as env:
@@ -104,11 +98,6 @@ def main() -> None:
         from exchange.ledger import ledger_check
         from exchange.models import InboxCommand, Trade
 
-        if args.experiment:
-            from bench.lib import engine_patches
-
-            engine_patches.apply(args.experiment)
-            log(f"EXPERIMENT: engine patched with {args.experiment}; the figure is not the shipped code's")
         market = market_create(instruments=4, buyers=32, providers=32)
         prefill(env, market, args.orders, seed=1, tag="e")
 
@@ -123,8 +112,7 @@ def main() -> None:
         usage = meter.stop()
         trades = Trade.objects.count()
         pending = InboxCommand.objects.filter(processed_at__isnull=True).count()
-        suffix = "".join(f"+{name}" for name in args.experiment)
-        emit("engine.end_to_end_orders_per_s" + suffix, processed / elapsed, "orders/s")
+        emit("engine.end_to_end_orders_per_s", processed / elapsed, "orders/s")
         log(f"engine: {processed:,} commands in {elapsed:.2f} s with batch_size {args.batch_size}; "
             f"{trades:,} trades ({trades / elapsed:,.0f} trades/s); "
             + (f"stopped after {args.max_seconds:.0f} s with {pending:,} commands still pending (the rate is over "

@@ -278,8 +278,6 @@ def main() -> None:
     parser.add_argument("--synthetic", default="20,50,100",
                         help="messages/s for the sweep without the engine ('' to skip)")
     parser.add_argument("--compress", action="store_true", help="clients negotiate permessage-deflate, as browsers do")
-    parser.add_argument("--engine-experiment", action="append", default=[],
-                        help="run the engine with a proposed change from bench/lib/engine_patches.py (measurement only)")
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",") if r]
 
@@ -292,9 +290,7 @@ def main() -> None:
         market = market_create(instruments=1, buyers=32, providers=32)
         instrument = market.instruments[0]
         env.start_web(2)
-        env.start_engine(experiments=args.engine_experiment)
-        if args.engine_experiment:
-            log(f"EXPERIMENT: run_engine patched with {args.engine_experiment}; the figures are not the shipped code's")
+        env.start_engine()
         subs = start_subscribers(env, node, instrument=instrument.code, clients=args.clients, compress=args.compress)
         groups = {"web": env.web_pids, "engine": lambda: [env.children["engine"].pid], "PostgreSQL": env.postgres_pids,
                   "clients": lambda: process_tree(env.children["ws-clients"].pid), "bench (generator, watcher)": lambda: [os.getpid()]}
@@ -337,7 +333,7 @@ def main() -> None:
 
                 with connection.cursor() as cursor:
                     cursor.execute("UPDATE exchange_inboxcommand SET processed_at = now() WHERE processed_at IS NULL")
-                env.start_engine(experiments=args.engine_experiment)
+                env.start_engine()
             return result
 
         results = {1000.0: phase(1000.0)}
@@ -348,15 +344,14 @@ def main() -> None:
             if results[rate]["meets"] != results[1000.0]["meets"]:
                 break
         watcher.stop()
-        suffix = "".join(f"+{name}" for name in args.engine_experiment)
-        emit("ws.fanout_p99_ms" + suffix, results[1000.0]["commit_p99_ms"], "ms")
+        emit("ws.fanout_p99_ms", results[1000.0]["commit_p99_ms"], "ms")
         good = [rate for rate, r in results.items() if r["meets"]]
         if good:
             best = max(good)
-            emit("ws.fanout_deliveries_per_s" + suffix, results[best]["deliveries_per_s"], "deliveries/s")
+            emit("ws.fanout_deliveries_per_s", results[best]["deliveries_per_s"], "deliveries/s")
             log(f"ws.fanout_deliveries_per_s: at {best:,.0f} trades/s offered, the highest tried rate that met the target")
         else:
-            emit("ws.fanout_deliveries_per_s" + suffix, 0, "deliveries/s")
+            emit("ws.fanout_deliveries_per_s", 0, "deliveries/s")
             log(f"ws.fanout_deliveries_per_s: no tried rate ({', '.join(f'{r:,.0f}' for r in results)} trades/s) met "
                 "the target; reported 0")
 

@@ -269,16 +269,9 @@ class Environment:
         log(f"[{self.name}] {processes} × exchange.serve on 127.0.0.1:{port}")
         return port
 
-    def start_engine(self, batch_size: int = 5000, experiments: list[str] | None = None) -> subprocess.Popen:
-        """``manage.py run_engine``; with ``experiments``, the same command with proposed engine
-        changes from bench/lib/engine_patches.py applied first (a measurement, not the shipped code)."""
+    def start_engine(self, batch_size: int = 5000) -> subprocess.Popen:
+        """``manage.py run_engine`` for every instrument (shard 0/1)."""
         argv = [PYTHON, "manage.py", "run_engine", "--shard", "0/1", "--batch-size", str(batch_size)]
-        if experiments:
-            argv = [PYTHON, "-c", (
-                "import sys, django; sys.path.insert(0, '.'); django.setup(); "
-                f"from bench.lib import engine_patches; engine_patches.apply({list(experiments)!r}); "
-                "from django.core.management import call_command; "
-                f"call_command('run_engine', shard='0/1', batch_size={batch_size})")]
         child = self.spawn("engine", argv, stdout=subprocess.PIPE, text=True)
         line = child.stdout.readline()  # "engine shard 0/1: N books, M resting orders" once loaded
         if not line:
