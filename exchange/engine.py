@@ -307,7 +307,9 @@ class EngineRunner:
                 writes = self._run(commands)
                 self._write(writes)
                 self._mark_processed(commands)
-                transaction.on_commit(lambda: self._publish(writes))
+                # robust: a publishing failure (Redis away) is logged, never taken for the batch's
+                # own — it is committed; subscribers see the gap in seq and re-read.
+                transaction.on_commit(lambda: self._publish(writes), robust=True)
         except Exception:
             log.exception("batch failed; rebuilding books from the database")
             self.load()
@@ -343,9 +345,11 @@ class EngineRunner:
                 except CONNECTION_ERRORS:
                     raise
                 except Exception as exc:
-                    (command,) = self._pending()
-                    self._quarantine(command, exc)
-                    return command
+                    pending = self._pending()  # the failed step wrote nothing: its command is first
+                    if not pending:
+                        raise
+                    self._quarantine(pending[0], exc)
+                    return pending[0]
         finally:
             self.batch_size = batch_size
 
@@ -364,7 +368,7 @@ class EngineRunner:
         with transaction.atomic():
             self._write(writes)
             self._mark_processed([command])
-            transaction.on_commit(lambda: self._publish(writes))
+            transaction.on_commit(lambda: self._publish(writes), robust=True)
 
     @staticmethod
     def _mark_processed(commands: list[PendingCommand]) -> None:

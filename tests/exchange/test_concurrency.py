@@ -369,3 +369,21 @@ def test_a_lost_database_connection_stops_the_runner_instead_of_setting_commands
     monkeypatch.setattr(runner, "quarantine_failing_command", lambda: pytest.fail("nothing should be set aside"))
     with pytest.raises(OperationalError):
         runner.run(stop=lambda: False, poll_seconds=0.01)
+
+
+def test_a_publishing_failure_after_commit_sets_nothing_aside(buyer, fee_tier, settings, monkeypatch):
+    settings.ENGINE_BATCH_INTERVAL_MS = 0
+    instrument = make_instrument()
+    ledger.deposit(organisation=buyer.organisation, amount_fen=1_000_000_00)
+    runner = EngineRunner(batch_size=1)  # one order a batch: more batches than QUARANTINE_AFTER
+    runner.load()
+
+    def redis_away(writes):
+        raise ConnectionError("Redis is away")
+
+    monkeypatch.setattr(runner, "_publish", redis_away)
+    bidder = actor_from_user(buyer.user)
+    orders = [order_place(actor=bidder, data={"instrument": instrument.code, "side": "buy", "price": "19.00",
+                                              "qty": 1, "client_order_id": f"quiet-{n}"})[0] for n in range(4)]
+    runner.run(stop=lambda: not InboxCommand.objects.filter(processed_at__isnull=True).exists(), poll_seconds=0.01)
+    assert [Order.objects.get(pk=o.pk).status for o in orders] == [Order.Status.OPEN] * 4
