@@ -252,6 +252,7 @@ class EngineRunner:
 
     def load(self) -> None:
         """(Re)build every book of the shard from the open orders in PostgreSQL."""
+        matching.warm_up()  # the compiled code loaded now, not in the first batch's transaction
         self.books.clear()
         self.instruments.clear()
         self.live.clear()

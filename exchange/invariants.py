@@ -14,11 +14,13 @@ def _rows(sql: str) -> list[tuple]:
         return cursor.fetchall()
 
 
-def unchecked_references() -> list[tuple[str, str, str, str]]:
-    """(table, column, referenced table, referenced column) of every foreign key declared without a database
-    constraint (``db_constraint=False``): the engine's bulk-written rows (see models.py)."""
+def unchecked_references() -> list[tuple[str, str, str, str, str]]:
+    """(table, its key, column, referenced table, referenced column) of every foreign key declared without a
+    database constraint (``db_constraint=False``): rows written in bulk by order entry and the engine (see
+    models.py)."""
     return sorted(
-        (model._meta.db_table, field.column, field.related_model._meta.db_table, field.target_field.column)
+        (model._meta.db_table, model._meta.pk.column, field.column, field.related_model._meta.db_table,
+         field.target_field.column)
         for model in apps.get_models()
         for field in model._meta.concrete_fields
         if field.is_relation and field.many_to_one and not field.db_constraint
@@ -28,11 +30,11 @@ def unchecked_references() -> list[tuple[str, str, str, str]]:
 def references_check() -> list[str]:
     """Rows whose unconstrained references lead nowhere."""
     problems = []
-    for table, column, target, key in unchecked_references():
+    for table, pk, column, target, key in unchecked_references():
         problems += [
             f"{table} {row_id}: {column} {missing} does not exist in {target}"
             for row_id, missing in _rows(
-                f"SELECT t.id, t.{column} FROM {table} t LEFT JOIN {target} r ON r.{key} = t.{column} "
+                f"SELECT t.{pk}, t.{column} FROM {table} t LEFT JOIN {target} r ON r.{key} = t.{column} "
                 f"WHERE t.{column} IS NOT NULL AND r.{key} IS NULL LIMIT 20")
         ]
     return problems

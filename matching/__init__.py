@@ -96,4 +96,25 @@ __all__ = [
     "Stp",
     "Tif",
     "make_commands",
+    "warm_up",
 ]
+
+_warm = False
+
+
+def warm_up() -> None:
+    """Load the compiled code (compiling it into the cache the first time, some seconds) with a
+    throw-away book, so that a process's first real batch does not pay for it. Once per process."""
+    global _warm
+    if _warm:
+        return
+    book = Book(ref_price=1000, band_ticks=100)
+    book.process(make_commands([
+        {"action": Action.LIMIT, "order_id": 1, "owner": 1, "side": Side.SELL, "price": 1000, "qty": 2},
+        {"action": Action.LIMIT, "order_id": 2, "owner": 2, "side": Side.BUY, "price": 1001, "qty": 1},
+        {"action": Action.AMEND, "order_id": 1, "price": 1002, "qty": 1},
+        {"action": Action.CANCEL, "order_id": 1},
+    ]))
+    book.depth(10)
+    book.orders()
+    _warm = True

@@ -128,6 +128,21 @@ def test_invariants_find_a_leg_whose_journal_is_missing(funded_buyer):
     assert f"exchange_ledgerleg {leg.id}: journal_id -1 does not exist in exchange_journal" in invariants_check()
 
 
+def test_invariants_find_an_inbox_command_whose_order_is_missing(funded_buyer, instrument):
+    from django.db import connection
+
+    from exchange.invariants import invariants_check
+
+    command = InboxCommand.objects.create(instrument=instrument, action=InboxCommand.Action.CANCEL, order_id=-7,
+                                          processed_at=timezone.now())  # order entry's rows: no constraint either
+    assert f"exchange_inboxcommand {command.seq}: order_id -7 does not exist in exchange_order" in invariants_check()
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE exchange_inboxcommand SET order_id = NULL, instrument_id = -3 WHERE seq = %s",
+                       [command.seq])
+    assert invariants_check() == [
+        f"exchange_inboxcommand {command.seq}: instrument_id -3 does not exist in exchange_instrument"]
+
+
 def test_demo_top_up_returns_only_to_this_site(client, buyer, settings):
     settings.DEMO_MODE = True
     client.force_login(buyer.user)
