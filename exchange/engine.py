@@ -17,6 +17,8 @@ import gc
 import logging
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -24,7 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import InterfaceError, OperationalError, connection, connections, transaction
 from django.utils import timezone
 
 import matching
@@ -64,6 +66,10 @@ HELD, ESCROW, AVAILABLE, PAYABLE, FEES = (LedgerAccount.Kind.HELD, LedgerAccount
 FILLED, PARTIALLY_FILLED = Order.Status.FILLED, Order.Status.PARTIALLY_FILLED
 
 
+class InboxConflict(RuntimeError):
+    """A batch's commands were processed by another writer meanwhile (the shard lock lost)."""
+
+
 def shard_of(instrument_id: int, shards: int) -> int:
     """A stable hash of the instrument id (the id itself: ids never change)."""
     return instrument_id % shards
@@ -84,8 +90,10 @@ PENDING_SQL = """
            i.new_hold_per_lot_fen, o.organisation_id, o.owner_id, o.side, o.type, o.tif, o.post_only, o.price_fen,
            o.remaining, o.expires_at, o.protect_ticks, o.hold_per_lot_fen, o.held_fen
     FROM exchange_inboxcommand i LEFT JOIN exchange_order o ON o.id = i.order_id
-    WHERE i.seq = ANY(ARRAY(SELECT seq FROM exchange_inboxcommand
-                            WHERE processed_at IS NULL{shard} ORDER BY seq LIMIT %s))
+    WHERE i.seq = ANY(ARRAY((SELECT seq FROM exchange_inboxcommand
+                             WHERE processed_at IS NULL{shard} ORDER BY seq LIMIT %(reach)s)
+                            EXCEPT SELECT unnest(%(exclude)s::bigint[])
+                            ORDER BY 1 LIMIT %(limit)s))
     ORDER BY i.seq
 """
 
@@ -162,20 +170,29 @@ class TradeRow(NamedTuple):
 
 @dataclass
 class BatchWrites:
-    """Everything one batch changes, gathered before it is written in one transaction."""
+    """Everything one batch changes, gathered before it is written in one transaction.
+
+    Gathering (``EngineRunner._prepare``) reads and changes the books; writing
+    (``EngineRunner._write``) only reads what is here, so a batch can be written while the
+    next one is matched."""
 
     order_updates: dict[int, dict] = field(default_factory=dict)
-    # TradeRow fields without id and created_at, in match order; ids are given at write time.
+    # TradeRow fields without id and created_at, in match order; ``trade_rows`` has them
+    # complete (ids from the sequence) once the batch is prepared.
     trades: list[tuple] = field(default_factory=list)
+    trade_rows: list[TradeRow] = field(default_factory=list)
     # Legs of the trade journals: (trade index, account id, fen); zero legs are left out.
     trade_legs: list[tuple[int, int, int]] = field(default_factory=list)
     releases: list[tuple[int, int, int]] = field(default_factory=list)  # (order id, org id, fen)
+    release_accounts: list[tuple[int, int]] = field(default_factory=list)  # (held, available) per release
     positions: dict[tuple[int, int], list[int]] = field(default_factory=dict)  # (org, instrument) → [held, sold, bought]
     instrument_changes: dict[int, dict] = field(default_factory=dict)
     first_price: dict[int, int] = field(default_factory=dict)  # instrument id → price of its first trade
     private_events: list[tuple[int, dict]] = field(default_factory=list)
     touched_instruments: set[int] = field(default_factory=set)
     market_data: list[tuple[int, str]] = field(default_factory=list)  # (instrument id, message)
+    instrument_codes: dict[int, str] = field(default_factory=dict)
+    instrument_rows: dict[int, dict] = field(default_factory=dict)  # instrument id → fields to save
 
     def position(self, organisation_id: int, instrument_id: int) -> list[int]:
         key = (organisation_id, instrument_id)
@@ -226,6 +243,8 @@ class EngineRunner:
         self._sequences: dict[str, str] = {}
         self._failures = 0  # batches failed in a row (run)
         self.depth = market_data.DepthTracker()
+        self._writer_pool: ThreadPoolExecutor | None = None
+        self._batch_started = 0.0  # when drain last read a batch (ENGINE_BATCH_INTERVAL_MS)
 
     # ------------------------------------------------------------------ ownership
 
@@ -305,23 +324,82 @@ class EngineRunner:
                 commands = self._pending()
                 if not commands:
                     return 0
-                writes = self._run(commands)
-                self._write(writes)
-                self._mark_processed(commands)
-                # robust: a publishing failure (Redis away) is logged, never taken for the batch's
-                # own — it is committed; subscribers see the gap in seq and re-read.
-                transaction.on_commit(lambda: self._publish(writes), robust=True)
+                self._write_batch(commands, self._prepare(commands))
         except Exception:
             log.exception("batch failed; rebuilding books from the database")
             self.load()
             raise
         return len(commands)
 
-    def _step_or_set_aside(self) -> bool:
-        """One step of ``run``: False once nothing is pending. A batch that failed
-        ``QUARANTINE_AFTER`` times in a row has its failing command set aside."""
+    def drain(self, *, stop=lambda: False, interval: float = 0.0) -> int:
+        """Process pending commands until none are left or ``stop()``; return how many.
+
+        Two stages: this thread reads and matches batch N+1 while the writer thread writes
+        and commits batch N, so Python and PostgreSQL work at the same time. Batch N+1 goes
+        to the writer only after N has committed. If either stage fails, the batch in
+        flight ends first (committed or rolled back as a whole), then the books are rebuilt
+        from the database and the error is raised: nothing prepared on top of a failed batch
+        is written. Batches start at least ``interval`` seconds apart.
+        """
+        total = 0
+        inflight: tuple[list[PendingCommand], Future] | None = None
+        with cyclic_gc_paused():
+            try:
+                while True:
+                    commands: list[PendingCommand] = []
+                    if not stop():
+                        pause = self._batch_started + interval - time.monotonic()
+                        if pause > 0:
+                            time.sleep(pause)
+                        self._batch_started = time.monotonic()
+                        commands = self._pending(exclude=inflight[0] if inflight else ())
+                    writes = self._prepare(commands) if commands else None
+                    if inflight is not None:
+                        inflight[1].result()
+                        total += len(inflight[0])
+                        inflight = None
+                    if not commands:
+                        return total
+                    inflight = (commands, self._writer().submit(self._write_batch_alone, commands, writes))
+            except BaseException as exc:
+                if inflight is not None:
+                    futures_wait([inflight[1]])
+                if isinstance(exc, Exception):
+                    log.exception("batch failed; rebuilding books from the database")
+                    self.load()
+                raise
+
+    def _writer(self) -> ThreadPoolExecutor:
+        if self._writer_pool is None:
+            self._writer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine-writer")
+        return self._writer_pool
+
+    def close(self) -> None:
+        """End the writer thread and its database connection (``drain`` starts them)."""
+        if self._writer_pool is not None:
+            self._writer_pool.submit(connections.close_all).result()
+            self._writer_pool.shutdown()
+            self._writer_pool = None
+
+    def _write_batch_alone(self, commands: list[PendingCommand], writes: BatchWrites) -> None:
+        """The writer thread's part: one batch in its own transaction."""
+        with transaction.atomic():
+            self._write_batch(commands, writes)
+
+    def _write_batch(self, commands: list[PendingCommand], writes: BatchWrites) -> None:
+        """Write a prepared batch and mark its commands processed (in the caller's transaction);
+        publish its events once that commits."""
+        self._write(writes)
+        self._mark_processed(commands)
+        # robust: a publishing failure (Redis away) is logged, never taken for the batch's
+        # own — it is committed; subscribers see the gap in seq and re-read.
+        transaction.on_commit(lambda: self._publish(writes), robust=True)
+
+    def _drain_or_set_aside(self, stop, interval: float) -> bool:
+        """One ``drain`` of ``run``: True if it failed (to be tried again at once). A batch that
+        failed ``QUARANTINE_AFTER`` times in a row has its failing command set aside."""
         try:
-            processed = self.step()
+            self.drain(stop=stop, interval=interval)
         except CONNECTION_ERRORS:
             raise
         except Exception:
@@ -331,7 +409,7 @@ class EngineRunner:
                 self._failures = 0
             return True
         self._failures = 0
-        return bool(processed)
+        return False
 
     def quarantine_failing_command(self) -> PendingCommand | None:
         """Process the pending commands one by one up to the first that fails alone, and set
@@ -366,10 +444,9 @@ class EngineRunner:
             self._update(writes, order.id, status=Order.Status.REJECTED, reason="engine_error")
         elif command.action == InboxCommand.Action.AMEND and command.extra_hold_fen and order is not None:
             writes.releases.append((command.order_id, order.organisation_id, command.extra_hold_fen))
+        self._finalise(writes)
         with transaction.atomic():
-            self._write(writes)
-            self._mark_processed([command])
-            transaction.on_commit(lambda: self._publish(writes), robust=True)
+            self._write_batch([command], writes)
 
     @staticmethod
     def _mark_processed(commands: list[PendingCommand]) -> None:
@@ -378,11 +455,19 @@ class EngineRunner:
             cursor.execute("UPDATE exchange_inboxcommand SET processed_at = now() "
                            "WHERE processed_at IS NULL AND seq = ANY(%s::bigint[])",
                            [pg_array([c.seq for c in commands])])
+            if cursor.rowcount != len(commands):
+                # Only a second writer for the shard could have: roll back rather than apply twice.
+                raise InboxConflict(f"{len(commands) - cursor.rowcount} of the batch's {len(commands)} inbox "
+                                    "commands were processed meanwhile by another writer")
 
-    def _pending(self) -> list[PendingCommand]:
-        # = ANY(ARRAY(…)) keeps the planner on the partial index (IN (SELECT …) scanned the table).
-        shard = " AND instrument_id %% %s = %s" if self.shards > 1 else ""
-        params = ([self.shards, self.shard] if self.shards > 1 else []) + [self.batch_size]
+    def _pending(self, exclude: list[PendingCommand] | tuple = ()) -> list[PendingCommand]:
+        """The next batch of unprocessed commands in sequence order, leaving out ``exclude`` (the
+        batch being written)."""
+        # = ANY(ARRAY(…)) keeps the planner on the partial index (IN (SELECT …) scanned the table);
+        # EXCEPT hashes the excluded seqs (seq <> ALL(…) compared each row with every one of them).
+        shard = " AND instrument_id %% %(shards)s = %(shard)s" if self.shards > 1 else ""
+        params = {"shards": self.shards, "shard": self.shard, "reach": self.batch_size + len(exclude),
+                  "exclude": pg_array([c.seq for c in exclude]), "limit": self.batch_size}
         with connection.cursor() as cursor:
             cursor.execute(PENDING_SQL.format(shard=shard), params)
             rows = cursor.fetchall()
@@ -405,6 +490,35 @@ class EngineRunner:
             self._apply(instrument, book, events, sources, fees, writes)
             writes.touched_instruments.add(instrument_id)
         return writes
+
+    def _prepare(self, commands: list[PendingCommand]) -> BatchWrites:
+        writes = self._run(commands)
+        self._finalise(writes)
+        return writes
+
+    def _finalise(self, writes: BatchWrites) -> None:
+        """Everything of the batch that needs the books or the runner's caches, so that writing
+        it needs neither: trade ids and rows, release accounts, market-data messages and the
+        instrument fields to save."""
+        now = timezone.now()
+        ids = self._next_ids("exchange_trade", len(writes.trades))
+        writes.trade_rows = [TradeRow(trade_id, *trade, now) for trade_id, trade in zip(ids, writes.trades)]
+        writes.release_accounts = [(self._account(org_id, HELD), self._account(org_id, AVAILABLE))
+                                   for _, org_id, _ in writes.releases]
+        by_instrument: dict[int, list[TradeRow]] = {}
+        for trade in writes.trade_rows:
+            by_instrument.setdefault(trade.instrument_id, []).append(trade)
+        for instrument_id in sorted(writes.touched_instruments):
+            instrument = self.instruments[instrument_id]
+            message = market_data.build_update(instrument, self.books[instrument_id],
+                                               by_instrument.get(instrument_id, []), self.depth)
+            writes.market_data.append((instrument_id, message))
+            writes.instrument_codes[instrument_id] = instrument.code
+            writes.instrument_rows[instrument_id] = dict(
+                md_seq=instrument.md_seq, last_price_fen=instrument.last_price_fen,
+                best_bid_fen=instrument.best_bid_fen, best_ask_fen=instrument.best_ask_fen,
+                **writes.instrument_changes.get(instrument_id, {}),
+            )
 
     def _commands(self, instrument: Instrument, book, batch: list[PendingCommand], writes: BatchWrites):
         """Inbox rows → COMMAND_DTYPE rows; ``sources[i]`` is the inbox row of command i."""
@@ -623,8 +737,10 @@ class EngineRunner:
     # ------------------------------------------------------------------ writing
 
     def _write(self, writes: BatchWrites) -> None:
+        """Write a prepared batch (reads only ``writes``: see BatchWrites)."""
         now = timezone.now()
-        trades = self._insert_trades(writes.trades, now)
+        trades = writes.trade_rows
+        self._insert_trades(trades)
         # Journals: one per trade (in trade order), then one per release.
         journal_ids = self._next_ids("exchange_journal", len(trades) + len(writes.releases))
         deltas: dict[int, int] = {}
@@ -632,9 +748,10 @@ class EngineRunner:
             trade_journal = Journal.Kind.TRADE
             release_journal = Journal.Kind.RELEASE
             legs = [(journal_ids[trade], account, amount) for trade, account, amount in writes.trade_legs]
-            for journal_id, (_, org_id, amount) in zip(journal_ids[len(trades):], writes.releases):
-                legs.append((journal_id, self._account(org_id, HELD), -amount))
-                legs.append((journal_id, self._account(org_id, AVAILABLE), amount))
+            for journal_id, (_, _, amount), (held, available) in zip(journal_ids[len(trades):], writes.releases,
+                                                                      writes.release_accounts):
+                legs.append((journal_id, held, -amount))
+                legs.append((journal_id, available, amount))
             for _, account, amount in legs:
                 deltas[account] = deltas.get(account, 0) + amount
             with connection.cursor() as cursor:
@@ -649,21 +766,9 @@ class EngineRunner:
                         copy.write_row(leg)
         self._write_orders(writes)
         if trades:
-            allocate(trades, {instrument_id: self.instruments[instrument_id].code
-                              for instrument_id in writes.touched_instruments})
-        by_instrument: dict[int, list[TradeRow]] = {}
-        for trade in trades:
-            by_instrument.setdefault(trade.instrument_id, []).append(trade)
-        for instrument_id in sorted(writes.touched_instruments):
-            instrument = self.instruments[instrument_id]
-            message = market_data.build_update(instrument, self.books[instrument_id],
-                                               by_instrument.get(instrument_id, []), self.depth)
-            writes.market_data.append((instrument_id, message))
-            Instrument.objects.filter(pk=instrument_id).update(
-                md_seq=instrument.md_seq, last_price_fen=instrument.last_price_fen,
-                best_bid_fen=instrument.best_bid_fen, best_ask_fen=instrument.best_ask_fen,
-                **writes.instrument_changes.get(instrument_id, {}),
-            )
+            allocate(trades, writes.instrument_codes)
+        for instrument_id, fields in sorted(writes.instrument_rows.items()):
+            Instrument.objects.filter(pk=instrument_id).update(**fields)
         self._number_private_events(writes)
         # Last, just before the commit: the rows order entry locks too (accounts, then capacity
         # positions, each in id order, as cx_place_orders takes them), so order entry waits
@@ -682,20 +787,18 @@ class EngineRunner:
             cursor.execute("SELECT nextval(%s::regclass) FROM generate_series(1, %s)", [sequence, count])
             return [row[0] for row in cursor.fetchall()]
 
-    def _insert_trades(self, trades: list[tuple], now) -> list[TradeRow]:
-        """COPY the batch's trades; their ids come from the sequence first, so the journals and
-        allocations written next can refer to them."""
-        if not trades:
-            return []
-        ids = self._next_ids("exchange_trade", len(trades))
-        rows = [TradeRow(trade_id, *trade, now) for trade_id, trade in zip(ids, trades)]
+    @staticmethod
+    def _insert_trades(rows: list[TradeRow]) -> None:
+        """COPY the batch's trades (their ids came from the sequence when the batch was prepared,
+        so the journals and allocations can refer to them)."""
+        if not rows:
+            return
         with connection.cursor() as cursor:
             with cursor.copy("COPY exchange_trade (id, instrument_id, inbox_seq, match_index, price_fen, qty, "
                              "buy_order_id, sell_order_id, buyer_id, seller_id, aggressor, buyer_fee_fen, "
                              "seller_fee_fen, created_at) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
-        return rows
 
     def _write_balances(self, deltas: dict[int, int]) -> None:
         if not deltas:
@@ -817,19 +920,14 @@ class EngineRunner:
         # Batches start at least this far apart: orders arriving meanwhile join the next one,
         # so under load each instrument publishes one market-data update per interval.
         interval = settings.ENGINE_BATCH_INTERVAL_MS / 1000
-        started = 0.0
         try:
             while not stop():
-                while True:
-                    wait = started + interval - time.monotonic()
-                    if wait > 0:
-                        time.sleep(wait)
-                    started = time.monotonic()
-                    if not self._step_or_set_aside():
-                        break
+                while self._drain_or_set_aside(stop, interval):
+                    pass
                 housekeeping(runner=self)
                 # Notifications that arrived meanwhile are queued and end this wait at once.
                 for _ in listener.notifies(timeout=poll_seconds, stop_after=1):
                     pass
         finally:
             listener.close()
+            self.close()

@@ -291,17 +291,21 @@ def test_the_same_client_order_id_from_two_open_batches_is_one_order(buyer, fee_
     assert ledger.ledger_check() == []
 
 
-def test_the_runner_starts_batches_at_least_the_interval_apart(db, settings, monkeypatch):
-    import time
-
+def test_the_runner_starts_batches_at_least_the_interval_apart(buyer, fee_tier, settings, monkeypatch):
     settings.ENGINE_BATCH_INTERVAL_MS = 50
-    runner = EngineRunner()
-    pending, starts = [3, 2, 0], []
-    monkeypatch.setattr(runner, "step", lambda: (starts.append(time.monotonic()), pending.pop(0))[1])
-    monkeypatch.setattr("exchange.instruments.housekeeping", lambda runner: None)
-    stops = iter([False, True])
-    runner.run(stop=lambda: next(stops), poll_seconds=0.01)
-    assert len(starts) == 3
+    instrument = make_instrument()
+    ledger.deposit(organisation=buyer.organisation, amount_fen=1_000_000_00)
+    runner = EngineRunner(batch_size=1)
+    runner.load()
+    bidder = actor_from_user(buyer.user)
+    orders = [order_place(actor=bidder, data={"instrument": instrument.code, "side": "buy", "price": "19.00",
+                                              "qty": 1, "client_order_id": f"paced-{n}"})[0] for n in range(3)]
+    starts, read = [], runner._pending
+    monkeypatch.setattr(runner, "_pending", lambda *args, **kwargs: (starts.append(time.monotonic()),
+                                                                      read(*args, **kwargs))[1])
+    runner.run(stop=lambda: not InboxCommand.objects.filter(processed_at__isnull=True).exists(), poll_seconds=0.01)
+    assert [Order.objects.get(pk=o.pk).status for o in orders] == [Order.Status.OPEN] * 3
+    assert len(starts) >= 3
     assert min(later - earlier for earlier, later in zip(starts, starts[1:])) >= 0.05
 
 
@@ -340,15 +344,15 @@ def test_a_batch_that_fails_fewer_times_than_the_limit_is_retried_and_nothing_is
 
     settings.ENGINE_BATCH_INTERVAL_MS = 0
     runner = EngineRunner()
-    outcomes = [RuntimeError("passing trouble")] * (engine.QUARANTINE_AFTER - 1) + [4, 0]
+    outcomes = [RuntimeError("passing trouble")] * (engine.QUARANTINE_AFTER - 1) + [4]
 
-    def step():
+    def drain(**_):
         outcome = outcomes.pop(0)
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
 
-    monkeypatch.setattr(runner, "step", step)
+    monkeypatch.setattr(runner, "drain", drain)
     monkeypatch.setattr(runner, "quarantine_failing_command", lambda: pytest.fail("nothing should be set aside"))
     monkeypatch.setattr("exchange.instruments.housekeeping", lambda runner: None)
     stops = iter([False, True])
@@ -362,10 +366,10 @@ def test_a_lost_database_connection_stops_the_runner_instead_of_setting_commands
     settings.ENGINE_BATCH_INTERVAL_MS = 0
     runner = EngineRunner()
 
-    def step():
+    def drain(**_):
         raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(runner, "step", step)
+    monkeypatch.setattr(runner, "drain", drain)
     monkeypatch.setattr(runner, "quarantine_failing_command", lambda: pytest.fail("nothing should be set aside"))
     with pytest.raises(OperationalError):
         runner.run(stop=lambda: False, poll_seconds=0.01)
@@ -387,3 +391,123 @@ def test_a_publishing_failure_after_commit_sets_nothing_aside(buyer, fee_tier, s
                                               "qty": 1, "client_order_id": f"quiet-{n}"})[0] for n in range(4)]
     runner.run(stop=lambda: not InboxCommand.objects.filter(processed_at__isnull=True).exists(), poll_seconds=0.01)
     assert [Order.objects.get(pk=o.pk).status for o in orders] == [Order.Status.OPEN] * 4
+
+
+# ---------------------------------------------------------------- the two-stage drain
+
+
+def _asks_then_bids(provider, buyer, instrument, count: int) -> tuple[list[Order], list[Order]]:
+    """``count`` asks of 1 SCU·h at 20.00, then ``count`` bids that take them one by one."""
+    list_capacity(organisation=provider.organisation, instrument=instrument, scu_h=count)
+    ledger.deposit(organisation=buyer.organisation, amount_fen=1_000_000_00)
+    seller, bidder = actor_from_user(provider.user), actor_from_user(buyer.user)
+    asks = [order_place(actor=seller, data={"instrument": instrument.code, "side": "sell", "price": "20.00",
+                                            "qty": 1, "client_order_id": f"ask-{n}"})[0] for n in range(count)]
+    bids = [order_place(actor=bidder, data={"instrument": instrument.code, "side": "buy", "price": "20.00",
+                                            "qty": 1, "client_order_id": f"bid-{n}"})[0] for n in range(count)]
+    return asks, bids
+
+
+def _assert_each_bid_took_its_ask(asks, bids):
+    from exchange.invariants import invariants_check
+
+    pairs = list(Trade.objects.order_by("inbox_seq", "match_index").values_list("sell_order_id", "buy_order_id"))
+    assert pairs == [(ask.id, bid.id) for ask, bid in zip(asks, bids)]
+    assert set(Order.objects.values_list("status", flat=True)) == {Order.Status.FILLED}
+    assert not InboxCommand.objects.filter(processed_at__isnull=True).exists()
+    assert invariants_check() == []
+
+
+def test_drain_writes_each_batch_while_it_matches_the_next_with_the_same_outcome(buyer, provider, fee_tier):
+    instrument = make_instrument()
+    asks, bids = _asks_then_bids(provider, buyer, instrument, 12)
+    runner = EngineRunner(batch_size=5)  # bids of a batch meet asks committed by earlier ones
+    runner.load()
+    written = []
+    write = runner._write
+    runner._write = lambda writes: (written.append(threading.current_thread().name), write(writes))[1]
+    try:
+        assert runner.drain() == 24
+    finally:
+        runner.close()
+    assert len(written) == 5 and all(name.startswith("engine-writer") for name in written)
+    _assert_each_bid_took_its_ask(asks, bids)
+    assert runner.drain() == 0
+
+
+def test_a_batch_that_fails_in_the_writer_takes_nothing_prepared_after_it_with_it(buyer, provider, fee_tier):
+    instrument = make_instrument()
+    asks, bids = _asks_then_bids(provider, buyer, instrument, 6)
+    runner = EngineRunner(batch_size=3)
+    runner.load()
+    calls, write = [], runner._write
+
+    def write_failing_second(writes):
+        calls.append(len(writes.trades))
+        if len(calls) == 2:
+            raise RuntimeError("disk trouble")
+        write(writes)
+
+    runner._write = write_failing_second
+    try:
+        with pytest.raises(RuntimeError, match="disk trouble"):
+            runner.drain()
+        # The first batch (three asks) committed; the second (three more asks) rolled back, and
+        # the third (three bids, matched into trades against the books it had left) was never
+        # written.
+        assert InboxCommand.objects.filter(processed_at__isnull=True).count() == 9
+        assert not Trade.objects.exists()
+        runner._write = write
+        assert runner.drain() == 9
+    finally:
+        runner.close()
+    _assert_each_bid_took_its_ask(asks, bids)
+
+
+def test_a_batch_that_fails_to_match_lets_the_one_in_flight_commit_first(buyer, provider, fee_tier):
+    instrument = make_instrument()
+    asks, bids = _asks_then_bids(provider, buyer, instrument, 4)
+    runner = EngineRunner(batch_size=4)
+    runner.load()
+    prepare, calls = runner._prepare, []
+
+    def prepare_failing_second(commands):
+        calls.append(len(commands))
+        if len(calls) == 2:
+            raise RuntimeError("bad command")
+        return prepare(commands)
+
+    runner._prepare = prepare_failing_second
+    try:
+        with pytest.raises(RuntimeError, match="bad command"):
+            runner.drain()
+        assert InboxCommand.objects.filter(processed_at__isnull=True).count() == 4  # the asks went in
+        runner._prepare = prepare
+        assert runner.drain() == 4
+    finally:
+        runner.close()
+    _assert_each_bid_took_its_ask(asks, bids)
+
+
+def test_a_batch_already_processed_by_another_writer_is_refused(buyer, fee_tier):
+    from django.db import transaction
+
+    from exchange.engine import InboxConflict
+
+    instrument = make_instrument()
+    ledger.deposit(organisation=buyer.organisation, amount_fen=1_000_000_00)
+    order_place(actor=actor_from_user(buyer.user), data={"instrument": instrument.code, "side": "buy",
+                                                         "price": "19.00", "qty": 1})
+    first, second = EngineRunner(), EngineRunner()
+    first.load()
+    second.load()
+    commands = second._pending()
+    writes = second._prepare(commands)
+    assert first.step() == 1
+    with pytest.raises(InboxConflict, match="1 of the batch's 1 inbox commands"):
+        with transaction.atomic():
+            second._write_batch(commands, writes)
+    order = Order.objects.get()  # accepted once, its hold taken once
+    assert order.status == Order.Status.OPEN and order.held_fen > 0
+    assert ledger.balances(organisation=buyer.organisation)["held"] == order.held_fen
+    assert ledger.ledger_check() == []
