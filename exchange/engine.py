@@ -53,7 +53,7 @@ log = logging.getLogger("exchange.engine")
 # away is searched for the one command that fails alone, and that command is set aside.
 QUARANTINE_AFTER = 3
 # The database unreachable or the connection lost: nothing a command did, so nothing is set
-# aside; the runner stops and a restart takes over.
+# aside; the runner stops and a restart takes over (see connection_lost).
 CONNECTION_ERRORS = (OperationalError, InterfaceError)
 ADVISORY_LOCK_CLASS = 0x6378  # "cx": first key of pg_advisory_lock(int, int)
 ACTIVE_STATES = (Instrument.State.PRE_OPEN, Instrument.State.CONTINUOUS, Instrument.State.AUCTION, Instrument.State.HALTED)
@@ -68,6 +68,16 @@ FILLED, PARTIALLY_FILLED = Order.Status.FILLED, Order.Status.PARTIALLY_FILLED
 
 class InboxConflict(RuntimeError):
     """A batch's commands were processed by another writer meanwhile (the shard lock lost)."""
+
+
+def transient(exc: BaseException) -> bool:
+    """PostgreSQL refused the transaction for the moment (SQLSTATE class 40: a deadlock, a
+    serialization failure): the batch is simply tried again, and it counts against no command."""
+    return (getattr(exc.__cause__, "sqlstate", None) or "").startswith("40")
+
+
+def connection_lost(exc: BaseException) -> bool:
+    return isinstance(exc, CONNECTION_ERRORS) and not transient(exc)
 
 
 def shard_of(instrument_id: int, shards: int) -> int:
@@ -400,13 +410,21 @@ class EngineRunner:
         failed ``QUARANTINE_AFTER`` times in a row has its failing command set aside."""
         try:
             self.drain(stop=stop, interval=interval)
-        except CONNECTION_ERRORS:
-            raise
-        except Exception:
+        except Exception as exc:
+            if connection_lost(exc):
+                raise
+            if transient(exc):
+                log.warning("batch refused for the moment (%s); trying again", exc)
+                return True
             self._failures += 1
             if self._failures >= QUARANTINE_AFTER:
-                self.quarantine_failing_command()
                 self._failures = 0
+                try:
+                    self.quarantine_failing_command()
+                except Exception as again:
+                    if connection_lost(again):
+                        raise
+                    log.warning("setting a command aside was interrupted (%s); trying again", again)
             return True
         self._failures = 0
         return False
@@ -421,9 +439,9 @@ class EngineRunner:
                 try:
                     if not self.step():
                         return None
-                except CONNECTION_ERRORS:
-                    raise
                 except Exception as exc:
+                    if connection_lost(exc) or transient(exc):
+                        raise  # nothing a command did
                     pending = self._pending()  # the failed step wrote nothing: its command is first
                     if not pending:
                         raise

@@ -375,6 +375,63 @@ def test_a_lost_database_connection_stops_the_runner_instead_of_setting_commands
         runner.run(stop=lambda: False, poll_seconds=0.01)
 
 
+def test_a_real_deadlock_counts_as_transient_and_a_lost_connection_does_not(buyer, provider, fee_tier):
+    from django.db import DatabaseError, OperationalError, transaction
+
+    from exchange.engine import connection_lost, transient
+    from exchange.models import LedgerAccount
+
+    ledger.deposit(organisation=buyer.organisation, amount_fen=100)
+    ledger.deposit(organisation=provider.organisation, amount_fen=100)
+    first, second = (LedgerAccount.objects.get(organisation=o, kind="available").pk
+                     for o in (buyer.organisation, provider.organisation))
+    barrier, errors = threading.Barrier(2), []
+
+    def lock_both(order):
+        try:
+            with transaction.atomic():
+                for n, pk in enumerate(order):
+                    list(LedgerAccount.objects.select_for_update().filter(pk=pk))
+                    if n == 0:
+                        barrier.wait()
+        except DatabaseError as exc:
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=lock_both, args=(order,)) for order in ((first, second), (second, first))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    (deadlock,) = errors  # PostgreSQL broke the cycle by refusing one of the two
+    assert isinstance(deadlock, OperationalError) and transient(deadlock) and not connection_lost(deadlock)
+    assert connection_lost(OperationalError("server closed the connection unexpectedly"))
+
+
+def test_the_runner_tries_a_transiently_refused_batch_again_and_sets_nothing_aside(db, settings, monkeypatch):
+    import psycopg
+    from django.db import OperationalError
+
+    from exchange import engine
+
+    settings.ENGINE_BATCH_INTERVAL_MS = 0
+    runner = EngineRunner()
+    outcomes = ["deadlock"] * (engine.QUARANTINE_AFTER + 2) + [0]
+
+    def drain(**_):
+        if outcomes.pop(0) == "deadlock":
+            raise OperationalError("deadlock detected") from psycopg.errors.DeadlockDetected("deadlock detected")
+        return 0
+
+    monkeypatch.setattr(runner, "drain", drain)
+    monkeypatch.setattr(runner, "quarantine_failing_command", lambda: pytest.fail("nothing should be set aside"))
+    monkeypatch.setattr("exchange.instruments.housekeeping", lambda runner: None)
+    stops = iter([False, True])
+    runner.run(stop=lambda: next(stops), poll_seconds=0.01)
+    assert outcomes == []
+
+
 def test_a_publishing_failure_after_commit_sets_nothing_aside(buyer, fee_tier, settings, monkeypatch):
     settings.ENGINE_BATCH_INTERVAL_MS = 0
     instrument = make_instrument()
