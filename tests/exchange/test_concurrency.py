@@ -339,6 +339,16 @@ def test_a_command_that_fails_every_time_is_set_aside_and_the_shard_goes_on(buye
     assert ledger.ledger_check() == []
 
 
+def _run_one_round(runner, monkeypatch, drain) -> None:
+    """``run`` for one wake-up with ``drain`` in place of the runner's; setting a command aside
+    fails the test."""
+    monkeypatch.setattr(runner, "drain", drain)
+    monkeypatch.setattr(runner, "quarantine_failing_command", lambda: pytest.fail("nothing should be set aside"))
+    monkeypatch.setattr("exchange.instruments.housekeeping", lambda runner: None)
+    stops = iter([False, True])
+    runner.run(stop=lambda: next(stops), poll_seconds=0.01)
+
+
 def test_a_batch_that_fails_fewer_times_than_the_limit_is_retried_and_nothing_is_set_aside(db, settings, monkeypatch):
     from exchange import engine
 
@@ -352,11 +362,7 @@ def test_a_batch_that_fails_fewer_times_than_the_limit_is_retried_and_nothing_is
             raise outcome
         return outcome
 
-    monkeypatch.setattr(runner, "drain", drain)
-    monkeypatch.setattr(runner, "quarantine_failing_command", lambda: pytest.fail("nothing should be set aside"))
-    monkeypatch.setattr("exchange.instruments.housekeeping", lambda runner: None)
-    stops = iter([False, True])
-    runner.run(stop=lambda: next(stops), poll_seconds=0.01)
+    _run_one_round(runner, monkeypatch, drain)
     assert outcomes == []
 
 
@@ -424,11 +430,7 @@ def test_the_runner_tries_a_transiently_refused_batch_again_and_sets_nothing_asi
             raise OperationalError("deadlock detected") from psycopg.errors.DeadlockDetected("deadlock detected")
         return 0
 
-    monkeypatch.setattr(runner, "drain", drain)
-    monkeypatch.setattr(runner, "quarantine_failing_command", lambda: pytest.fail("nothing should be set aside"))
-    monkeypatch.setattr("exchange.instruments.housekeeping", lambda runner: None)
-    stops = iter([False, True])
-    runner.run(stop=lambda: next(stops), poll_seconds=0.01)
+    _run_one_round(runner, monkeypatch, drain)
     assert outcomes == []
 
 
