@@ -1,15 +1,14 @@
 """A real exchange for the browser: web server and engine processes on the test database."""
 
-import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 
 import pytest
-from django.conf import settings
+
+from tests.processes import start, wait_for_other_sessions_to_end
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -21,26 +20,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _database_url() -> str:
-    from django.db import connection
-
-    params = connection.settings_dict
-    return f"postgresql://{params['USER'] or 'postgres'}@{params['HOST']}:{params['PORT']}/{params['NAME']}"
-
-
 @pytest.fixture
 def live_exchange(transactional_db):
     if CHROMIUM is None:
         pytest.skip("Debian's chromium is not installed (apt-get install chromium); browser tests need it")
     port = _free_port()
-    env = {**os.environ, "DATABASE_URL": _database_url(), "REDIS_URL": settings.REDIS_URL,
-           "CHANNEL_PREFIX": settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"], "SECURE_COOKIES": "0",
-           "DEBUG": "1"}
-    root = settings.BASE_DIR
-    processes = [
-        subprocess.Popen([sys.executable, "-m", "exchange.serve", "--port", str(port)], cwd=root, env=env),
-        subprocess.Popen([sys.executable, "manage.py", "run_engine"], cwd=root, env=env),
-    ]
+    env = {"SECURE_COOKIES": "0", "DEBUG": "1"}
+    processes = [start("-m", "exchange.serve", "--port", str(port), **env), start("manage.py", "run_engine", **env)]
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
@@ -61,21 +47,7 @@ def live_exchange(transactional_db):
             p.wait(timeout=10)
         except subprocess.TimeoutExpired:
             p.kill()
-    _wait_for_other_sessions_to_end()
-
-
-def _wait_for_other_sessions_to_end(timeout: float = 5.0) -> None:
-    """PostgreSQL ends a dead client's backend a moment later; the flush and the final
-    DROP DATABASE must not find it still there."""
-    from django.db import connection
-
-    deadline = time.monotonic() + timeout
-    with connection.cursor() as cursor:
-        while time.monotonic() < deadline:
-            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
-            if cursor.fetchone()[0] == 0:
-                return
-            time.sleep(0.1)
+    wait_for_other_sessions_to_end()
 
 
 

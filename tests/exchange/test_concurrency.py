@@ -129,6 +129,48 @@ def test_a_runner_that_dies_mid_batch_loses_nothing_and_doubles_nothing(buyer, p
     assert [int(o["qty"]) for o in third.books[instrument.id].orders()] == [20]
 
 
+def test_run_engine_killed_twice_mid_stream_loses_nothing_and_doubles_nothing(buyer, provider, fee_tier):
+    """The real process, killed with SIGKILL wherever it happens to be (matching, writing,
+    committing, publishing), then started again."""
+    from tests.processes import start, wait_for_other_sessions_to_end
+
+    instrument = make_instrument()
+    pairs = 150
+    list_capacity(organisation=provider.organisation, instrument=instrument, scu_h=pairs)
+    ledger.deposit(organisation=buyer.organisation, amount_fen=1_000_000_00)
+    seller, bidder = actor_from_user(provider.user), actor_from_user(buyer.user)
+    asks, bids = [], []
+    for n in range(pairs):
+        asks.append(order_place(actor=seller, data={"instrument": instrument.code, "side": "sell", "price": "20.00",
+                                                    "qty": 1, "client_order_id": f"ask-{n}"})[0])
+        bids.append(order_place(actor=bidder, data={"instrument": instrument.code, "side": "buy", "price": "20.00",
+                                                    "qty": 1, "client_order_id": f"bid-{n}"})[0])
+    pending = InboxCommand.objects.filter(processed_at__isnull=True)
+
+    def run_until(left: int | None):
+        engine = start("manage.py", "run_engine", "--batch-size", "10", ENGINE_BATCH_INTERVAL_MS="30")
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and pending.count() > (left or 0):
+                time.sleep(0.005)
+        finally:
+            engine.kill() if left is not None else engine.terminate()
+            engine.wait(timeout=30)
+        wait_for_other_sessions_to_end()
+
+    run_until(2 * pairs * 2 // 3)  # killed a third of the way in …
+    run_until(2 * pairs // 3)  # … and again two thirds of the way in
+    assert pending.exists()
+    run_until(None)  # then to the end, stopped as usual
+    assert not pending.exists()
+    trades = list(Trade.objects.order_by("inbox_seq", "match_index").values_list("sell_order_id", "buy_order_id", "qty"))
+    assert trades == [(ask.id, bid.id, 1) for ask, bid in zip(asks, bids)]
+    assert set(Order.objects.values_list("status", flat=True)) == {Order.Status.FILLED}
+    from exchange.invariants import invariants_check
+
+    assert invariants_check() == []
+
+
 def test_a_restart_between_entry_and_matching_rebuilds_the_book(buyer, provider, fee_tier):
     instrument = make_instrument()
     list_capacity(organisation=provider.organisation, instrument=instrument, scu_h=100)

@@ -1,0 +1,41 @@
+"""The project's own processes (web server, engine runner) on the test database."""
+
+import os
+import subprocess
+import sys
+import time
+
+from django.conf import settings
+
+
+def database_url() -> str:
+    """The test database, as DATABASE_URL for a child process."""
+    from django.db import connection
+
+    params = connection.settings_dict
+    return f"postgresql://{params['USER'] or 'postgres'}@{params['HOST']}:{params['PORT']}/{params['NAME']}"
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment of a child process that works on this test run's database and channel layer."""
+    return {**os.environ, "DATABASE_URL": database_url(), "REDIS_URL": settings.REDIS_URL,
+            "CHANNEL_PREFIX": settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"], **extra}
+
+
+def start(*args: str, **extra_env: str) -> subprocess.Popen:
+    """``python <args>`` in the project's folder (``manage.py run_engine``, ``-m exchange.serve …``)."""
+    return subprocess.Popen([sys.executable, *args], cwd=settings.BASE_DIR, env=child_env(**extra_env))
+
+
+def wait_for_other_sessions_to_end(timeout: float = 5.0) -> None:
+    """PostgreSQL ends a dead client's backend a moment later; the flush and the final
+    DROP DATABASE must not find it still there."""
+    from django.db import connection
+
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            if cursor.fetchone()[0] == 0:
+                return
+            time.sleep(0.1)
