@@ -4,6 +4,8 @@ It reads inbox commands in sequence order, runs each instrument's batch through 
 ``matching.Book`` in one compiled call, and writes the outcome — order states, trades,
 ledger journals, capacity positions, allocations, instrument state — in one transaction
 that also marks the commands processed. Events are published only after that commit.
+``drain`` (what ``run`` uses) overlaps two stages: a writer thread writes and commits one
+batch while this thread reads and matches the next.
 
 A crash anywhere loses nothing and doubles nothing: the books are rebuilt from open
 orders, unprocessed commands are simply processed again, and a trade is unique per
@@ -386,10 +388,12 @@ class EngineRunner:
 
     def close(self) -> None:
         """End the writer thread and its database connection (``drain`` starts them)."""
-        if self._writer_pool is not None:
-            self._writer_pool.submit(connections.close_all).result()
-            self._writer_pool.shutdown()
-            self._writer_pool = None
+        pool, self._writer_pool = self._writer_pool, None
+        if pool is not None:
+            try:
+                pool.submit(connections.close_all).result()
+            finally:
+                pool.shutdown()
 
     def _write_batch_alone(self, commands: list[PendingCommand], writes: BatchWrites) -> None:
         """The writer thread's part: one batch in its own transaction."""

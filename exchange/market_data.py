@@ -61,7 +61,8 @@ class DepthTracker:
 def build_update(instrument: Instrument, book, trades, depth: DepthTracker) -> str:
     """Advance the instrument's sequence and market fields; return the serialised message.
 
-    Runs inside the runner's transaction: the caller saves the instrument fields.
+    Runs when the runner prepares a batch; the caller saves the instrument fields in the
+    batch's transaction.
     """
     tick = instrument.tick_fen
     bid_changes, ask_changes = depth.diff(instrument.id, book)
@@ -92,7 +93,7 @@ def build_update(instrument: Instrument, book, trades, depth: DepthTracker) -> s
 def stamp(payload: str) -> str:
     """The message with ``published_at`` (ISO 8601, UTC) appended as its last field.
 
-    The message is serialised inside the runner's transaction; the stamp is the moment it
+    The message is serialised when the batch is prepared; the stamp is the moment it
     leaves, after the commit, so a client can tell the exchange's delay from its own.
     """
     return f'{payload[:-1]},"published_at":"{datetime.now(UTC).isoformat()}"}}'
