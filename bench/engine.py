@@ -1,7 +1,7 @@
 """Engine runner benchmark: inbox → matching → one transaction → events published.
 
     .venv/bin/python bench/engine.py [--orders 100000] [--max-seconds 60] [--profile-orders 10000]
-                                     [--batch-size 5000]
+                                     [--batch-size N (default: the ENGINE_BATCH_SIZE setting)]
 
 Set-up (not timed): a throw-away database (see bench/lib/harness.py), 4 continuous
 instruments, 32 funded buyers, 32 providers with huge listed capacity; the inbox is
@@ -9,11 +9,12 @@ pre-filled through ``cx_place_orders`` (1,000 orders per call, two connections) 
 that trades (bench/lib/market.py ``trading_mix``: GTC bids and asks overlapping around the
 reference price, 10 % IOC through the touch, 4 % market IOC; about 0.44 trades per order).
 
-Timed: an in-process ``EngineRunner(batch_size=5000)``: ``load()``, then ``drain()`` (as
-``run_engine`` runs it: each batch is matched while the one before it is written by the writer
-thread) until the inbox is empty or ``--max-seconds`` have passed — every batch commits order
-states, trades, allocations, ledger journals, capacity positions and the instrument row, then
-publishes private events (channel layer) and market data (Redis PUBLISH) after commit.
+Timed: an in-process ``EngineRunner()`` with ``run_engine``'s batches (ENGINE_BATCH_SIZE):
+``load()``, then ``drain()`` as ``run_engine`` runs it (each batch is matched while the one
+before it is written by the writer thread) until the inbox is empty or ``--max-seconds``
+have passed — every batch commits order states, trades, allocations, ledger journals,
+capacity positions and the instrument row, then publishes private events (channel layer) and
+market data (Redis PUBLISH) after commit.
 
 Figures:
   engine.end_to_end_orders_per_s   inbox commands processed per second of wall time.
@@ -95,7 +96,7 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=100_000)
     parser.add_argument("--max-seconds", type=float, default=60, help="stop the timed drain after this long")
     parser.add_argument("--profile-orders", type=int, default=10_000)
-    parser.add_argument("--batch-size", type=int, default=5000)
+    parser.add_argument("--batch-size", type=int, default=None)
     args = parser.parse_args()
 
     with Environment("engine") as env:
@@ -122,7 +123,7 @@ def main() -> None:
         trades = Trade.objects.count()
         pending = InboxCommand.objects.filter(processed_at__isnull=True).count()
         emit("engine.end_to_end_orders_per_s", processed / elapsed, "orders/s")
-        log(f"engine: {processed:,} commands in {elapsed:.2f} s with batch_size {args.batch_size}; "
+        log(f"engine: {processed:,} commands in {elapsed:.2f} s with batch_size {runner.batch_size}; "
             f"{trades:,} trades ({trades / elapsed:,.0f} trades/s); "
             + (f"stopped after {args.max_seconds:.0f} s with {pending:,} commands still pending (the rate is over "
                "the commands processed)" if pending else "inbox drained"))

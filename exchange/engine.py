@@ -244,10 +244,11 @@ def cyclic_gc_paused():
 
 
 class EngineRunner:
-    def __init__(self, *, shard: int = 0, shards: int = 1, batch_size: int = 5000):
+    def __init__(self, *, shard: int = 0, shards: int = 1, batch_size: int | None = None):
         if not 0 <= shard < shards:
             raise ValueError("shard must be in [0, shards)")
-        self.shard, self.shards, self.batch_size = shard, shards, batch_size
+        self.shard, self.shards = shard, shards
+        self.batch_size = batch_size or settings.ENGINE_BATCH_SIZE
         self.books: dict[int, matching.Book] = {}
         self.instruments: dict[int, Instrument] = {}
         self.live: dict[int, LiveOrder] = {}

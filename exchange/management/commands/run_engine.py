@@ -13,7 +13,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--shard", default="0/1", help="K/N: this runner owns instruments whose id %% N == K")
-        parser.add_argument("--batch-size", type=int, default=5000)
+        parser.add_argument("--batch-size", type=int, default=None,
+                            help="most inbox commands per batch (default: the ENGINE_BATCH_SIZE setting)")
 
     def handle(self, *args, shard: str, batch_size: int, **options):
         try:
