@@ -202,7 +202,7 @@ PRICE_BAND_BPS = env_int("PRICE_BAND_BPS", 1000)
 ENGINE_BATCH_INTERVAL_MS = env_int("ENGINE_BATCH_INTERVAL_MS", 20)
 # Most inbox commands in one engine batch (one transaction). Larger batches spread each
 # batch's fixed statements thinner (bench/engine.py: about 16,000 orders/s at 5,000 and
-# 22,000 at 20,000); below saturation batches hold what arrived in one interval anyway.
+# about 20,000 at 20,000); below saturation batches hold what arrived in one interval anyway.
 ENGINE_BATCH_SIZE = env_int("ENGINE_BATCH_SIZE", 20000)
 
 THROTTLE_MARKETPLACE_WRITE = env_str("THROTTLE_MARKETPLACE_WRITE", "300/min")
