@@ -435,10 +435,13 @@ class EngineRunner:
         return False
 
     def quarantine_failing_command(self) -> PendingCommand | None:
-        """Process the pending commands one by one up to the first that fails alone, and set
-        that one aside so that the shard goes on (``QUARANTINE_AFTER``); return it, or None
-        if every command went through this time."""
-        batch_size, self.batch_size = self.batch_size, 1
+        """Find the first pending command that fails alone and set it aside so that the shard
+        goes on (``QUARANTINE_AFTER``); return it, or None if every command went through this
+        time. Batches halve after each failure and keep their size after a success (the
+        commands before the failing one are processed on the way): about 2 × log2(batch size)
+        steps, not one per command."""
+        batch_size = self.batch_size
+        self.batch_size = max(1, batch_size // 2)
         try:
             while True:
                 try:
@@ -447,6 +450,9 @@ class EngineRunner:
                 except Exception as exc:
                     if connection_lost(exc) or transient(exc):
                         raise  # nothing a command did
+                    if self.batch_size > 1:
+                        self.batch_size = max(1, self.batch_size // 2)
+                        continue
                     pending = self._pending()  # the failed step wrote nothing: its command is first
                     if not pending:
                         raise

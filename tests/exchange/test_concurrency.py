@@ -391,6 +391,43 @@ def _run_one_round(runner, monkeypatch, drain) -> None:
     runner.run(stop=lambda: next(stops), poll_seconds=0.01)
 
 
+def test_the_failing_command_is_found_by_halving_batches_and_the_others_go_through(buyer, provider, fee_tier):
+    from exchange.allocation import CapacityShortfall
+    from marketplace.models import ListingPeriod
+
+    instrument = make_instrument()
+    list_capacity(organisation=provider.organisation, instrument=instrument, scu_h=100)
+    ledger.deposit(organisation=buyer.organisation, amount_fen=1_000_000_00)
+    runner = EngineRunner(batch_size=64)
+    runner.load()
+    seller, bidder = actor_from_user(provider.user), actor_from_user(buyer.user)
+    order_place(actor=seller, data={"instrument": instrument.code, "side": "sell", "price": "20.00", "qty": 50})
+    drain(runner)
+    ListingPeriod.objects.filter(provider=provider.organisation).update(scu_h=0)  # a trade can no longer be allocated
+
+    def bid(name, price):
+        return order_place(actor=bidder, data={"instrument": instrument.code, "side": "buy", "price": price,
+                                               "qty": 1, "client_order_id": name})[0]
+
+    before = [bid(f"before-{n}", "19.00") for n in range(25)]
+    poisoned = bid("poisoned", "20.00")
+    after = [bid(f"after-{n}", "19.00") for n in range(10)]
+    with pytest.raises(CapacityShortfall):
+        runner.step()
+    steps, step = [], runner.step
+    runner.step = lambda: (steps.append(runner.batch_size), step())[1]
+    set_aside = runner.quarantine_failing_command()
+
+    assert set_aside.order_id == poisoned.id
+    poisoned.refresh_from_db()
+    assert (poisoned.status, poisoned.reason) == (Order.Status.REJECTED, "engine_error")
+    assert len(steps) <= 2 * 6 + 1 and steps[0] == 32 and 1 in steps  # not one step per command
+    assert runner.batch_size == 64
+    drain(runner)
+    assert {Order.objects.get(pk=o.pk).status for o in before + after} == {Order.Status.OPEN}
+    assert ledger.ledger_check() == []
+
+
 def test_a_batch_that_fails_fewer_times_than_the_limit_is_retried_and_nothing_is_set_aside(db, settings, monkeypatch):
     from exchange import engine
 
