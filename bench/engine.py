@@ -72,7 +72,7 @@ def prefill(env: Environment, market, count: int, *, seed: int, tag: str) -> Non
         log("WARNING: not every pre-filled order was accepted")
 
 
-def drain(runner, *, max_seconds: float, profile: cProfile.Profile | None = None) -> tuple[int, float]:
+def drain(runner, *, max_seconds: float) -> tuple[int, float]:
     """``runner.drain()`` (as ``run_engine`` does) until the inbox is empty or ``max_seconds`` have
     passed (the batches in progress finish)."""
     started = time.perf_counter()
