@@ -129,22 +129,35 @@ def test_a_runner_that_dies_mid_batch_loses_nothing_and_doubles_nothing(buyer, p
     assert [int(o["qty"]) for o in third.books[instrument.id].orders()] == [20]
 
 
+def _asks_then_bids(provider, buyer, instrument, count: int) -> tuple[list[Order], list[Order]]:
+    """``count`` asks of 1 SCU·h at 20.00, then ``count`` bids that take them one by one."""
+    list_capacity(organisation=provider.organisation, instrument=instrument, scu_h=count)
+    ledger.deposit(organisation=buyer.organisation, amount_fen=1_000_000_00)
+    seller, bidder = actor_from_user(provider.user), actor_from_user(buyer.user)
+    asks = [order_place(actor=seller, data={"instrument": instrument.code, "side": "sell", "price": "20.00",
+                                            "qty": 1, "client_order_id": f"ask-{n}"})[0] for n in range(count)]
+    bids = [order_place(actor=bidder, data={"instrument": instrument.code, "side": "buy", "price": "20.00",
+                                            "qty": 1, "client_order_id": f"bid-{n}"})[0] for n in range(count)]
+    return asks, bids
+
+
+def _assert_each_bid_took_its_ask(asks, bids):
+    from exchange.invariants import invariants_check
+
+    pairs = list(Trade.objects.order_by("inbox_seq", "match_index").values_list("sell_order_id", "buy_order_id"))
+    assert pairs == [(ask.id, bid.id) for ask, bid in zip(asks, bids)]
+    assert set(Order.objects.values_list("status", flat=True)) == {Order.Status.FILLED}
+    assert not InboxCommand.objects.filter(processed_at__isnull=True).exists()
+    assert invariants_check() == []
+
+
 def test_run_engine_killed_twice_mid_stream_loses_nothing_and_doubles_nothing(buyer, provider, fee_tier):
     """The real process, killed with SIGKILL wherever it happens to be (matching, writing,
     committing, publishing), then started again."""
     from tests.processes import start, wait_for_other_sessions_to_end
 
-    instrument = make_instrument()
     pairs = 150
-    list_capacity(organisation=provider.organisation, instrument=instrument, scu_h=pairs)
-    ledger.deposit(organisation=buyer.organisation, amount_fen=1_000_000_00)
-    seller, bidder = actor_from_user(provider.user), actor_from_user(buyer.user)
-    asks, bids = [], []
-    for n in range(pairs):
-        asks.append(order_place(actor=seller, data={"instrument": instrument.code, "side": "sell", "price": "20.00",
-                                                    "qty": 1, "client_order_id": f"ask-{n}"})[0])
-        bids.append(order_place(actor=bidder, data={"instrument": instrument.code, "side": "buy", "price": "20.00",
-                                                    "qty": 1, "client_order_id": f"bid-{n}"})[0])
+    asks, bids = _asks_then_bids(provider, buyer, make_instrument(), pairs)
     pending = InboxCommand.objects.filter(processed_at__isnull=True)
 
     def run_until(left: int | None):
@@ -158,17 +171,11 @@ def test_run_engine_killed_twice_mid_stream_loses_nothing_and_doubles_nothing(bu
             engine.wait(timeout=30)
         wait_for_other_sessions_to_end()
 
-    run_until(2 * pairs * 2 // 3)  # killed a third of the way in …
-    run_until(2 * pairs // 3)  # … and again two thirds of the way in
+    run_until(2 * pairs // 3)  # killed a third of the way through the bids (each a trade) …
+    run_until(pairs // 3)  # … and again two thirds of the way through
     assert pending.exists()
     run_until(None)  # then to the end, stopped as usual
-    assert not pending.exists()
-    trades = list(Trade.objects.order_by("inbox_seq", "match_index").values_list("sell_order_id", "buy_order_id", "qty"))
-    assert trades == [(ask.id, bid.id, 1) for ask, bid in zip(asks, bids)]
-    assert set(Order.objects.values_list("status", flat=True)) == {Order.Status.FILLED}
-    from exchange.invariants import invariants_check
-
-    assert invariants_check() == []
+    _assert_each_bid_took_its_ask(asks, bids)
 
 
 def test_a_restart_between_entry_and_matching_rebuilds_the_book(buyer, provider, fee_tier):
@@ -529,31 +536,6 @@ def test_a_publishing_failure_after_commit_sets_nothing_aside(buyer, fee_tier, s
                                               "qty": 1, "client_order_id": f"quiet-{n}"})[0] for n in range(4)]
     runner.run(stop=lambda: not InboxCommand.objects.filter(processed_at__isnull=True).exists(), poll_seconds=0.01)
     assert [Order.objects.get(pk=o.pk).status for o in orders] == [Order.Status.OPEN] * 4
-
-
-# ---------------------------------------------------------------- the two-stage drain
-
-
-def _asks_then_bids(provider, buyer, instrument, count: int) -> tuple[list[Order], list[Order]]:
-    """``count`` asks of 1 SCU·h at 20.00, then ``count`` bids that take them one by one."""
-    list_capacity(organisation=provider.organisation, instrument=instrument, scu_h=count)
-    ledger.deposit(organisation=buyer.organisation, amount_fen=1_000_000_00)
-    seller, bidder = actor_from_user(provider.user), actor_from_user(buyer.user)
-    asks = [order_place(actor=seller, data={"instrument": instrument.code, "side": "sell", "price": "20.00",
-                                            "qty": 1, "client_order_id": f"ask-{n}"})[0] for n in range(count)]
-    bids = [order_place(actor=bidder, data={"instrument": instrument.code, "side": "buy", "price": "20.00",
-                                            "qty": 1, "client_order_id": f"bid-{n}"})[0] for n in range(count)]
-    return asks, bids
-
-
-def _assert_each_bid_took_its_ask(asks, bids):
-    from exchange.invariants import invariants_check
-
-    pairs = list(Trade.objects.order_by("inbox_seq", "match_index").values_list("sell_order_id", "buy_order_id"))
-    assert pairs == [(ask.id, bid.id) for ask, bid in zip(asks, bids)]
-    assert set(Order.objects.values_list("status", flat=True)) == {Order.Status.FILLED}
-    assert not InboxCommand.objects.filter(processed_at__isnull=True).exists()
-    assert invariants_check() == []
 
 
 def test_drain_writes_each_batch_while_it_matches_the_next_with_the_same_outcome(buyer, provider, fee_tier):
