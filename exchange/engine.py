@@ -248,7 +248,9 @@ class EngineRunner:
         if not 0 <= shard < shards:
             raise ValueError("shard must be in [0, shards)")
         self.shard, self.shards = shard, shards
-        self.batch_size = batch_size or settings.ENGINE_BATCH_SIZE
+        self.batch_size = settings.ENGINE_BATCH_SIZE if batch_size is None else batch_size
+        if self.batch_size < 1:
+            raise ValueError(f"the batch size must be at least 1 (got {self.batch_size}; see ENGINE_BATCH_SIZE)")
         self.books: dict[int, matching.Book] = {}
         self.instruments: dict[int, Instrument] = {}
         self.live: dict[int, LiveOrder] = {}

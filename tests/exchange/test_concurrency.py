@@ -631,3 +631,20 @@ def test_a_batch_already_processed_by_another_writer_is_refused(buyer, fee_tier)
     assert order.status == Order.Status.OPEN and order.held_fen > 0
     assert ledger.balances(organisation=buyer.organisation)["held"] == order.held_fen
     assert ledger.ledger_check() == []
+
+
+@pytest.mark.parametrize("args, settings_size, message", [
+    (["--shard", "2/2"], 20000, "--shard must be K/N"),
+    (["--shard", "one/two"], 20000, "--shard must be K/N"),
+    (["--batch-size", "0"], 20000, r"batch size must be at least 1 \(got 0"),
+    ([], -5, r"batch size must be at least 1 \(got -5; see ENGINE_BATCH_SIZE"),
+])
+def test_run_engine_refuses_a_bad_shard_or_batch_size_and_starts_nothing(db, settings, args, settings_size, message):
+    from django.core.management import CommandError, call_command
+
+    settings.ENGINE_BATCH_SIZE = settings_size
+    with pytest.raises(CommandError, match=message):
+        call_command("run_engine", *args)
+    with connection.cursor() as cursor:  # no shard lock taken
+        cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+        assert cursor.fetchone()[0] == 0

@@ -19,9 +19,14 @@ class Command(BaseCommand):
     def handle(self, *args, shard: str, batch_size: int, **options):
         try:
             k, n = (int(part) for part in shard.split("/"))
-            runner = EngineRunner(shard=k, shards=n, batch_size=batch_size)
         except ValueError:
-            raise CommandError("--shard must be K/N with 0 <= K < N, e.g. 0/2") from None
+            k, n = -1, 0
+        if not 0 <= k < n:
+            raise CommandError("--shard must be K/N with 0 <= K < N, e.g. 0/2")
+        try:
+            runner = EngineRunner(shard=k, shards=n, batch_size=batch_size)
+        except ValueError as exc:  # the batch size, from --batch-size or ENGINE_BATCH_SIZE
+            raise CommandError(str(exc)) from None
         stopping = []
         signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
         signal.signal(signal.SIGINT, lambda *_: stopping.append(1))
