@@ -11,7 +11,16 @@ from exchange.gateway import batch_outcomes, batch_plan, order_request_parse, or
 from exchange.models import FeeTier, InboxCommand, Instrument, MemberTier, Order
 from exchange.money import fen_from_cny
 
-ORDER_LOCK_CLASS = 0x6F72  # "or": first key of the per-order advisory lock
+
+
+def order_lock_key(order_id: int) -> int:
+    """The per-order advisory lock's key, in the one-bigint form so any order id fits.
+
+    The engine's shard locks use the two-int form, a separate key space. The other
+    one-bigint lock, the provenance chain's, is positive; order ids are positive, so
+    their negation never meets it (nor each other).
+    """
+    return -order_id
 
 
 def order_place(*, actor: Actor, data: dict) -> tuple[Order, bool]:
@@ -40,8 +49,10 @@ def _live_order(actor: Actor, order_id: int) -> Order:
     An advisory lock, not a row lock: the engine updates order rows while holding ledger
     locks, and a row lock here taken before a ledger lock could deadlock with it.
     """
+    if not 0 < order_id < 2**63:  # no such order, and no bigint to lock
+        raise NotFound("No order with that id belongs to your organisation.")
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [ORDER_LOCK_CLASS, order_id])
+        cursor.execute("SELECT pg_advisory_xact_lock(%s::bigint)", [order_lock_key(order_id)])
     order = (
         Order.objects.select_related("instrument")
         .filter(pk=order_id, organisation_id=actor.membership.organisation_id).first()

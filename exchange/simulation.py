@@ -2,7 +2,9 @@
 
 Every order goes through the real order services as a demo organisation, so it passes
 every rule: funds and capacity holds, tick and lot, instrument state, gate closure.
-Refusals (no capacity left, funds used up) are part of the market and are skipped.
+Refusals (no capacity left, funds used up) are part of the market and are skipped; any
+other failure of one action or one round is logged and the market carries on, so a bug
+met by one order does not end the demo.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import random
 import time
 import uuid
 from dataclasses import dataclass, field
+
+from django.db import connection
 
 from accounts.access import Actor, actor_from_user
 from accounts.models import Membership, Organisation
@@ -74,7 +78,17 @@ class MarketSimulator:
             return order
         except AppError as exc:
             log.debug("simulated order refused: %s", exc.code)
-            return None
+        except Exception:
+            log.exception("simulated order failed: %s", data)
+        return None
+
+    def _cancel(self, actor: Actor, order_id: int) -> None:
+        try:
+            services.order_cancel(actor=actor, order_id=order_id)
+        except AppError:
+            pass  # already filled or cancelled
+        except Exception:
+            log.exception("simulated cancel of order %s failed", order_id)
 
     def tick(self) -> int:
         """One round over the instruments; return how many orders were placed."""
@@ -103,15 +117,16 @@ class MarketSimulator:
                                        "price": f"{price / 100:.2f}", "qty": self.random.randint(1, 10)}):
                     placed += 1
             while len(walk.resting) > self.max_resting:
-                actor, order_id = walk.resting.pop(0)
-                try:
-                    services.order_cancel(actor=actor, order_id=order_id)
-                except AppError:
-                    pass  # already filled or cancelled
+                self._cancel(*walk.resting.pop(0))
         return placed
 
     def run(self, *, interval: float = 0.5, stop=lambda: False) -> None:
         while not stop():
             started = time.monotonic()
-            self.tick()
+            try:
+                self.tick()
+            except Exception:
+                log.exception("simulated round failed; carrying on")
+                if connection.connection is not None and not connection.is_usable():
+                    connection.close()  # a connection the failure broke is replaced next round
             time.sleep(max(0.0, interval - (time.monotonic() - started)))

@@ -20,6 +20,58 @@ from accounts import demo as accounts_demo
 from exchange import embedded
 
 PIDFILE = embedded.DATA_DIR / "run.pid"
+# Children whose exit need not end the exchange: the demo simulator only places orders
+# through the public services, so it is started again (at most every RESTART_DELAY s).
+# The web processes and the engine are the exchange: if one exits, everything stops.
+RESTARTABLE = frozenset({"simulator"})
+RESTART_DELAY = 5.0
+
+
+class Supervisor:
+    """Starts the children and watches them: ``poll()`` says whether all should stop."""
+
+    def __init__(self, commands: dict[str, list[str]], *, write=print, restartable=RESTARTABLE,
+                 restart_delay: float = RESTART_DELAY):
+        self.commands = commands
+        self.children: dict[str, subprocess.Popen] = {}
+        self.restarts: dict[str, int] = {}
+        self._due: dict[str, float] = {}
+        self._write = write
+        self._restartable = restartable
+        self._restart_delay = restart_delay
+
+    def start(self) -> None:
+        for name, argv in self.commands.items():
+            self._write(f"starting {name}: {' '.join(argv[1:4])} …")
+            self.children[name] = subprocess.Popen(argv, start_new_session=True)
+
+    def poll(self) -> bool:
+        now = time.monotonic()
+        for name, child in self.children.items():
+            if child.poll() is None:
+                continue
+            if name not in self._restartable:
+                self._write(f"{name} exited with code {child.returncode}; stopping the rest.")
+                return True
+            due = self._due.get(name)
+            if due is None:
+                self._due[name] = now + self._restart_delay
+                self._write(f"{name} exited with code {child.returncode}; starting it again in {self._restart_delay:g} s.")
+            elif now >= due:
+                del self._due[name]
+                self.restarts[name] = self.restarts.get(name, 0) + 1
+                self.children[name] = subprocess.Popen(self.commands[name], start_new_session=True)
+        return False
+
+    def stop(self) -> None:
+        for child in self.children.values():
+            if child.poll() is None:
+                child.terminate()
+        for child in self.children.values():
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
 
 
 class Command(BaseCommand):
@@ -42,7 +94,7 @@ class Command(BaseCommand):
         commands["engine"] = [python, "manage.py", "run_engine", "--shard", "0/1"]
         if not options["no_simulation"]:
             commands["simulator"] = [python, "manage.py", "simulate_market"]
-        children: dict[str, subprocess.Popen] = {}
+        supervisor = Supervisor(commands, write=self.stdout.write)
         PIDFILE.write_text(str(os.getpid()))
         stopping = False
 
@@ -53,28 +105,17 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         try:
-            for name, argv in commands.items():
-                self.stdout.write(f"starting {name}: {' '.join(argv[1:4])} …")
-                children[name] = subprocess.Popen(argv, start_new_session=True)
+            supervisor.start()
             url = f"http://{host}:{port}/"
-            if self._wait_healthy(url + "healthz", children):
+            if self._wait_healthy(url + "healthz", supervisor.children):
                 self._banner(url)
             while not stopping:
-                for name, child in children.items():
-                    if child.poll() is not None:
-                        self.stderr.write(f"{name} exited with code {child.returncode}; stopping the rest.")
-                        stopping = True
+                if supervisor.poll():
+                    stopping = True
                 time.sleep(0.3)
         finally:
             self.stdout.write("stopping …")
-            for child in children.values():
-                if child.poll() is None:
-                    child.terminate()
-            for child in children.values():
-                try:
-                    child.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    child.kill()
+            supervisor.stop()
             if options["stop_embedded"]:
                 embedded.stop()
             PIDFILE.unlink(missing_ok=True)
@@ -82,7 +123,7 @@ class Command(BaseCommand):
     def _wait_healthy(self, url: str, children) -> bool:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if any(child.poll() is not None for child in children.values()):
+            if any(child.poll() is not None for name, child in children.items() if name not in RESTARTABLE):
                 return False
             try:
                 with urllib.request.urlopen(url, timeout=2) as response:
