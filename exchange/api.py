@@ -195,6 +195,7 @@ class OrderListApi(APIView):
 
     @extend_schema(request=OrderIn, responses={201: OrderOut, 200: OrderOut}, examples=[ORDER_EXAMPLE],
                    summary="Place an order (201; 200 with the first order for a repeated client_order_id)")
+    @idempotent()
     def post(self, request):
         order, created = services.order_place(actor=request_actor(request), data=request.data)
         return Response(OrderOut(order).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)

@@ -64,6 +64,7 @@ def idempotent(redact: tuple[str, ...] = ()):
                 record.save(update_fields=["status_code", "response_body"])
                 return response
 
+        wrapper.honours_idempotency_key = True
         return wrapper
 
     return decorator
