@@ -152,6 +152,28 @@ class OrderOut(serializers.ModelSerializer):
                   "filled", "remaining", "status", "reason", "held", "expires_at", "created_at", "updated_at"]
 
 
+_timestamp = serializers.DateTimeField()
+
+
+def order_out_placed(*, code: str, request, result) -> dict:
+    """``OrderOut`` of an order cx_place_orders has just accepted, from the request and the
+    statement's results alone (no read back): what a later GET of the order answers until
+    the engine takes it. ``code`` is the instrument's; ``request`` an OrderRequest."""
+    created_at = _timestamp.to_representation(result.created_at)
+    return {
+        "id": result.order_id, "client_order_id": request.client_order_id, "instrument": code,
+        "side": request.side, "type": request.type, "tif": request.tif, "post_only": request.post_only,
+        "price": cny(request.price_fen), "qty": request.qty, "filled": 0, "remaining": request.qty,
+        "status": Order.Status.ACCEPTED.value, "reason": "", "held": cny(result.held_fen),
+        "expires_at": _timestamp.to_representation(request.expires_at), "created_at": created_at,
+        "updated_at": created_at,
+    }
+
+
+def order_out(order_id: int) -> dict:
+    return OrderOut(Order.objects.select_related("instrument").get(pk=order_id)).data
+
+
 class OrderIn(serializers.Serializer):
     """Documented shape of one order; order entry parses it itself (exchange/gateway.py)."""
 

@@ -9,16 +9,15 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 django_asgi = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from exchange.fastpath import OrderEntryRouter  # noqa: E402
-from exchange.routing import websocket_urlpatterns  # noqa: E402
+from exchange.routing import browser_origin_validator, websocket_urlpatterns  # noqa: E402
 
 order_entry = OrderEntryRouter(django_asgi)
 
 application = ProtocolTypeRouter(
     {
         "http": order_entry,
-        "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
+        "websocket": browser_origin_validator(URLRouter(websocket_urlpatterns)),
     }
 )

@@ -27,6 +27,7 @@ from asgiref.sync import sync_to_async
 from exchange.db import conninfo
 
 from accounts.access import Actor, actor_from_token
+from exchange.api import order_out, order_out_placed
 from exchange.errors import AppError
 from exchange.gateway import (
     MAX_BATCH,
@@ -219,10 +220,12 @@ class OrderEntryRouter:
             error = rejection(result)
             await self._respond(send, error.status_code, error.as_dict())
             return
-        await self._respond(send, 201 if result.code == "accepted" else 200, {
-            "id": result.order_id, "client_order_id": request.client_order_id, "instrument_id": request.instrument_id,
-            "status": "accepted" if result.code == "accepted" else "duplicate",
-        })
+        # The order as the DRF view and a later GET give it (OrderOut): a new one from the
+        # statement's results, a repeated client_order_id's first order as it is now.
+        if result.code == "accepted":
+            await self._respond(send, 201, order_out_placed(code=data["instrument"], request=request, result=result))
+        else:
+            await self._respond(send, 200, await sync_to_async(order_out)(result.order_id))
 
     async def _batch(self, actor: Actor, data, send) -> None:
         items = data.get("orders") if isinstance(data, dict) else None

@@ -87,6 +87,8 @@ class OrderRequest:
 class OrderResult:
     order_id: int | None
     code: str
+    held_fen: int | None = None  # an accepted order's hold, and when it was placed
+    created_at: datetime | None = None
 
     @property
     def ok(self) -> bool:
@@ -101,7 +103,7 @@ REJECTIONS: dict[str, tuple[int, str]] = {
     "kyc_pending": (403, "Your organisation is awaiting KYC verification; trading opens once it is verified."),
     "instrument_halted": (409, "Trading in this instrument is halted by the regulator; new orders are refused until it resumes."),
     "gate_closed": (409, "Gate closure has passed for this delivery window; it no longer trades."),
-    "auction_in_progress": (409, "The instrument is in a call auction; market orders are refused until it uncrosses — send a limit order."),
+    "auction_in_progress": (409, "The instrument is in a call auction; market, IOC and FOK orders are refused until it uncrosses — send a GTC or GTD limit order."),
     "no_reference_price": (409, "The instrument has no reference price yet; send a limit order."),
     "insufficient_funds": (422, "Available funds do not cover price × quantity plus the maximum taker fee."),
     "insufficient_capacity": (422, "The order exceeds your attested, listed and unsold capacity (or capacity you bought) for this class, hub and window."),
@@ -239,8 +241,19 @@ def batch_plan(items, *, actor: Actor, lookup=None) -> BatchPlan:
     return plan
 
 
+CREDENTIAL_FAILURES = frozenset({"token_revoked", "token_expired"})
+
+
 def batch_outcomes(plan: BatchPlan, results: list[OrderResult]) -> list[dict]:
-    """Each item's result, in the order sent."""
+    """Each item's result, in the order sent.
+
+    A dead credential is no order's fault: it refuses the whole request (401), as it does
+    before any order is read on the DRF path. Every order of a batch carries the same
+    token, so none of them was written.
+    """
+    for result in results:
+        if result.code in CREDENTIAL_FAILURES:
+            raise rejection(result)
     for i, request, result in zip(plan.positions, plan.requests, results):
         if result.ok:
             plan.outcomes[i] = {"index": i, "status": "accepted" if result.code == "accepted" else "duplicate",
@@ -250,7 +263,7 @@ def batch_outcomes(plan: BatchPlan, results: list[OrderResult]) -> list[dict]:
     return plan.outcomes
 
 
-PLACE_SQL = ("SELECT idx, order_id, code FROM cx_place_orders(%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], "
+PLACE_SQL = ("SELECT idx, order_id, code, held_fen, created_at FROM cx_place_orders(%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], "
              "%s::text[], %s::text[], %s::text[], %s::text[], %s::boolean[], %s::bigint[], %s::bigint[], "
              "%s::timestamptz[], %s::bigint[])")
 
@@ -277,8 +290,8 @@ def place_params(requests: list[OrderRequest]) -> list[str]:
 
 def results_from_rows(rows, count: int) -> list[OrderResult]:
     results: list[OrderResult | None] = [None] * count
-    for idx, order_id, code in rows:
-        results[idx] = OrderResult(order_id=order_id, code=code)
+    for idx, order_id, code, held_fen, created_at in rows:
+        results[idx] = OrderResult(order_id=order_id, code=code, held_fen=held_fen, created_at=created_at)
     return results  # type: ignore[return-value]
 
 

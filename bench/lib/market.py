@@ -101,7 +101,7 @@ def place_direct(conn, orders: list[dict]) -> dict[str, int]:
     counts: dict[str, int] = {}
     with conn.transaction():
         rows = conn.execute(PLACE_SQL, [[o[c] for o in orders] for c in PLACE_COLUMNS]).fetchall()
-    for _, _, code in rows:
+    for _, _, code, *_ in rows:
         counts[code] = counts.get(code, 0) + 1
     return counts
 

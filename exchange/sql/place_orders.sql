@@ -27,11 +27,16 @@ RETURNS bigint LANGUAGE sql STABLE AS $$
       AND lp.hub_id = p_hub AND lp.period_start = p_period
 $$;
 
+-- An accepted order's held_fen and created_at come back with its id, so an edge can
+-- answer with the whole order without reading it again. (The result columns changed, and
+-- CREATE OR REPLACE cannot change them: the older function is dropped first.)
+DROP FUNCTION IF EXISTS cx_place_orders(bigint[], bigint[], bigint[], bigint[], text[], text[], text[], text[],
+                                        boolean[], bigint[], bigint[], timestamptz[], bigint[]);
 CREATE OR REPLACE FUNCTION cx_place_orders(
     p_token bigint[], p_org bigint[], p_user bigint[], p_instrument bigint[],
     p_client_id text[], p_side text[], p_type text[], p_tif text[], p_post_only boolean[],
     p_price bigint[], p_qty bigint[], p_expires timestamptz[], p_protect bigint[]
-) RETURNS TABLE (idx int, order_id bigint, code text)
+) RETURNS TABLE (idx int, order_id bigint, code text, held_fen bigint, created_at timestamptz)
 LANGUAGE plpgsql
 -- Plans made once per connection: every statement here probes indexes by id or key, and
 -- planning them again on every call cost a third of a one-order call.
@@ -257,6 +262,11 @@ BEGIN
             ELSIF v_ins_state[f] = 'closed' OR v_ins_gate[f] <= v_now THEN
                 v_code[i] := 'gate_closed'; CONTINUE;
             END IF;
+            -- An auction only collects resting orders: one that must trade at once (IOC, FOK, and
+            -- so every market order) could only be cancelled when it uncrosses: refused now.
+            IF p_tif[i] IN ('IOC', 'FOK') AND v_ins_state[f] <> 'continuous' THEN
+                v_code[i] := 'auction_in_progress'; CONTINUE;
+            END IF;
             IF p_type[i] = 'market' THEN
                 IF v_ins_state[f] <> 'continuous' THEN
                     v_code[i] := 'auction_in_progress'; CONTINUE;
@@ -381,6 +391,8 @@ BEGIN
         PERFORM pg_notify('cx_inbox', '');
     END IF;
     RETURN QUERY
-        SELECT (u.n - 1)::int, u.id, u.code FROM unnest(v_code, v_id) WITH ORDINALITY AS u(code, id, n);
+        SELECT (u.n - 1)::int, u.id, u.code, CASE WHEN u.code = 'accepted' THEN u.hold END,
+               CASE WHEN u.code = 'accepted' THEN v_now END
+        FROM unnest(v_code, v_id, v_hold) WITH ORDINALITY AS u(code, id, hold, n);
 END;
 $$;

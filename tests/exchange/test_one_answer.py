@@ -1,0 +1,194 @@
+"""One answer whatever the path: the fast ASGI route, the DRF views and WebSocket commands
+give the same body, the same refusals and the same codes for the same order."""
+
+import asyncio
+import json
+from datetime import timedelta
+
+import pytest
+import pytest_asyncio
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.db import connections
+from django.utils import timezone
+
+from exchange import ledger
+from exchange.asgi import application
+from exchange.models import Instrument, Order
+from tests.conftest import token_client
+from tests.exchange.conftest import list_capacity, make_instrument
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
+
+
+@pytest_asyncio.fixture(autouse=True)
+async def _close_connections():
+    from exchange.asgi import order_entry
+
+    # Django's ASGI handler runs each request's view in a thread of its own: its connection
+    # must close when the request finishes, or it outlives the test.
+    database = connections.settings["default"]
+    max_age, database["CONN_MAX_AGE"] = database.get("CONN_MAX_AGE", 0), 0
+    yield
+    database["CONN_MAX_AGE"] = max_age
+    await order_entry.aclose()
+    await sync_to_async(connections.close_all)()
+
+
+@sync_to_async
+def market(buyer, provider, state=Instrument.State.CONTINUOUS):
+    from exchange.models import FeeTier
+
+    FeeTier.objects.get_or_create(code="standard", defaults=dict(name="Standard", maker_bps=2, taker_bps=5, is_default=True))
+    instrument = make_instrument(state=state)
+    list_capacity(organisation=provider.organisation, instrument=instrument, scu_h=500)
+    ledger.deposit(organisation=buyer.organisation, amount_fen=1_000_000_00)
+    return instrument, token_client(buyer), token_client(provider, scopes=("read", "trade", "provide"))
+
+
+async def asgi_post(path: str, body, token: str, headers=()) -> tuple[int, dict, dict]:
+    """POST through the ASGI application as uvicorn would: with a token and no
+    Idempotency-Key this is the fast route, otherwise Django."""
+    sent, raw = [], json.dumps(body).encode()
+    scope = {"type": "http", "method": "POST", "path": path, "raw_path": path.encode(), "root_path": "",
+             "scheme": "http", "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 5000),
+             "headers": [(b"host", b"127.0.0.1"), (b"authorization", f"Token {token}".encode()),
+                         (b"content-type", b"application/json"),
+                         (b"content-length", str(len(raw)).encode()), *headers],
+             "query_string": b"", "asgi": {"version": "3.0"}, "http_version": "1.1"}
+    messages = [{"type": "http.request", "body": raw, "more_body": False}]
+
+    async def receive():
+        if messages:
+            return messages.pop(0)
+        await asyncio.Event().wait()  # the client stays until answered (Django aborts on a disconnect)
+
+    async def send(message):
+        sent.append(message)
+
+    await application(scope, receive, send)
+    start = sent[0]
+    body_bytes = b"".join(m.get("body", b"") for m in sent[1:])
+    return start["status"], json.loads(body_bytes), {k.decode().lower(): v.decode() for k, v in start["headers"]}
+
+
+def drf_get(client, path):
+    response = client.get(path)
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def drf_post(client, path, body, **extra):
+    response = client.post(path, body, format="json", **extra)
+    return response.status_code, response.json()
+
+
+ORDERS = [
+    {"side": "buy", "price": "20.00", "qty": 5},
+    {"side": "buy", "price": "20.10", "qty": 3, "tif": "GTD", "post_only": True},
+    {"side": "sell", "price": "21.00", "qty": 7},
+    {"side": "buy", "type": "market", "qty": 2, "protect_ticks": 5},
+]
+
+
+@pytest.mark.parametrize("order", ORDERS)
+async def test_the_fast_route_answers_an_order_exactly_as_the_order_reads_afterwards_and_as_drf_does(
+        buyer, provider, order):
+    instrument, buyer_api, seller_api = await market(buyer, provider)
+    client = seller_api if order["side"] == "sell" else buyer_api
+    body = {"instrument": instrument.code, **order}
+    if body.get("tif") == "GTD":
+        body["expires_at"] = (timezone.now() + timedelta(hours=3)).isoformat()
+
+    status, fast, headers = await asgi_post("/api/v1/orders/", {**body, "client_order_id": "fast"}, client.raw_token)
+    assert status == 201 and "idempotent-replay" not in headers, fast
+    stored = await sync_to_async(drf_get)(client, f"/api/v1/orders/{fast['id']}/")
+    assert fast == stored  # every field, value and format, from the one statement's results
+
+    status, slow = await sync_to_async(drf_post)(client, "/api/v1/orders/", {**body, "client_order_id": "drf"})
+    assert status == 201, slow
+    assert list(fast) == list(slow)
+    differ = {"id", "client_order_id", "created_at", "updated_at"}
+    assert {k: v for k, v in fast.items() if k not in differ} == {k: v for k, v in slow.items() if k not in differ}
+
+    status, duplicate, _ = await asgi_post("/api/v1/orders/", {**body, "client_order_id": "fast"}, client.raw_token)
+    assert status == 200 and duplicate == stored
+    status, drf_duplicate = await sync_to_async(drf_post)(client, "/api/v1/orders/", {**body, "client_order_id": "fast"})
+    assert status == 200 and drf_duplicate == duplicate
+
+
+async def test_a_token_order_with_an_idempotency_key_through_asgi_is_placed_once(buyer, provider):
+    instrument, buyer_api, _ = await market(buyer, provider)
+    body = {"instrument": instrument.code, "side": "buy", "price": "20.00", "qty": 1}
+    key = [(b"idempotency-key", b"asgi-1")]
+    status, first, _ = await asgi_post("/api/v1/orders/", body, buyer_api.raw_token, key)
+    assert status == 201, first
+    status, again, headers = await asgi_post("/api/v1/orders/", body, buyer_api.raw_token, key)
+    assert status == 201 and again == first and headers.get("idempotent-replay") == "true"
+    status, other, _ = await asgi_post("/api/v1/orders/", {**body, "qty": 2}, buyer_api.raw_token, key)
+    assert status == 409 and other["code"] == "idempotency_key_reused"
+    assert await Order.objects.acount() == 1
+
+
+@pytest.mark.parametrize("credential", ["revoked", "expired"])
+async def test_a_batch_with_a_dead_token_is_refused_whole_with_401_on_both_paths(buyer, provider, credential):
+    from accounts.models import ApiToken
+
+    instrument, buyer_api, _ = await market(buyer, provider)
+    batch = {"orders": [{"instrument": instrument.code, "side": "buy", "price": "20.00", "qty": 1},
+                        {"instrument": instrument.code, "side": "sell", "price": "oops", "qty": 1}]}
+    # Warm the fast route's token cache: the credential dies after the route first saw it.
+    status, _, _ = await asgi_post("/api/v1/orders/batch/", {"orders": batch["orders"][:1]}, buyer_api.raw_token)
+    assert status == 200
+    change = {"revoked_at": timezone.now()} if credential == "revoked" else {"expires_at": timezone.now()}
+    await ApiToken.objects.filter(membership=buyer).aupdate(**change)
+    code = f"token_{credential}"
+    status, fast, _ = await asgi_post("/api/v1/orders/batch/", batch, buyer_api.raw_token)
+    assert status == 401 and fast["code"] == code, fast
+    status, drf = await sync_to_async(drf_post)(buyer_api, "/api/v1/orders/batch/", batch)
+    assert status == 401, drf
+    status, keyed, _ = await asgi_post("/api/v1/orders/batch/", batch, buyer_api.raw_token, [(b"idempotency-key", b"b")])
+    assert status == 401
+    assert await Order.objects.acount() == 1
+
+
+@pytest.mark.parametrize("state", [Instrument.State.PRE_OPEN, Instrument.State.AUCTION])
+@pytest.mark.parametrize("tif", ["IOC", "FOK"])
+async def test_ioc_and_fok_are_refused_at_entry_during_an_auction_on_every_path(buyer, provider, state, tif):
+    instrument, buyer_api, _ = await market(buyer, provider, state=state)
+    order = {"instrument": instrument.code, "side": "buy", "price": "20.00", "qty": 1, "tif": tif}
+    status, fast, _ = await asgi_post("/api/v1/orders/", order, buyer_api.raw_token)
+    assert status == 409 and fast["code"] == "auction_in_progress", fast
+    status, drf = await sync_to_async(drf_post)(buyer_api, "/api/v1/orders/", order)
+    assert status == 409 and drf["code"] == "auction_in_progress"
+    status, batch, _ = await asgi_post("/api/v1/orders/batch/", {"orders": [order, {**order, "tif": "GTC"}]},
+                                       buyer_api.raw_token)
+    assert status == 200 and [r["status"] for r in batch["results"]] == ["rejected", "accepted"]
+    assert batch["results"][0]["code"] == "auction_in_progress"
+    ws = WebsocketCommunicator(application, f"/ws/events/?token={buyer_api.raw_token}")
+    assert (await ws.connect())[0]
+    await ws.receive_json_from(timeout=3)
+    await ws.send_json_to({"action": "place", "request_id": 1, **order})
+    reply = await ws.receive_json_from(timeout=5)
+    assert reply["type"] == "error" and reply["code"] == "auction_in_progress"
+    await ws.disconnect()
+    assert await Order.objects.acount() == 1  # only the GTC order rests for the auction
+
+
+async def test_a_token_websocket_without_origin_connects_and_a_foreign_origin_is_refused(buyer, provider):
+    _, buyer_api, _ = await market(buyer, provider)
+    path = f"/ws/events/?token={buyer_api.raw_token}"
+    bot = WebsocketCommunicator(application, path)  # a program, not a browser: no Origin
+    connected, _ = await bot.connect()
+    assert connected and (await bot.receive_json_from(timeout=3))["type"] == "hello"
+    await bot.disconnect()
+    public = WebsocketCommunicator(application, "/ws/market/")
+    assert (await public.connect())[0]
+    await public.disconnect()
+    own = WebsocketCommunicator(application, path, headers=[(b"origin", b"http://127.0.0.1:8000")])
+    assert (await own.connect())[0]
+    await own.disconnect()
+    for target in (path, "/ws/market/"):
+        foreign = WebsocketCommunicator(application, target, headers=[(b"origin", b"https://evil.example")])
+        connected, _ = await foreign.connect()
+        assert not connected
