@@ -92,7 +92,8 @@ class TokenDetailApi(APIView):
     permission_classes = [ScopedPermission]
     write_scope = "read"
 
-    @extend_schema(request=None, responses=TokenOut, summary="Revoke an API token (repeating it changes nothing)")
+    @extend_schema(request=None, responses={200: TokenOut},
+                   summary="Revoke an API token (200 with the revoked token; repeating it changes nothing)")
     def delete(self, request, token_id: int):
         token = token_list(user=request.user).filter(pk=token_id).first()
         if token is None:

@@ -57,6 +57,7 @@ class InstrumentPagination(CursorPagination):
 
 class InstrumentListApi(APIView):
     permission_classes = [AllowAny]
+    pagination_class = InstrumentPagination
 
     @extend_schema(
         responses=InstrumentOut(many=True), summary="Listed instruments",
@@ -67,7 +68,7 @@ class InstrumentListApi(APIView):
             state=request.query_params.get("state"), class_code=request.query_params.get("compute_class"),
             hub_code=request.query_params.get("hub"),
         )
-        paginator = InstrumentPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(queryset, request, view=self)
         return paginator.get_paginated_response(InstrumentOut(page, many=True).data)
 
@@ -108,11 +109,12 @@ class TapePagination(CursorPagination):
 
 class TapeApi(APIView):
     permission_classes = [AllowAny]
+    pagination_class = TapePagination
 
     @extend_schema(responses=TradeOut(many=True), summary="The public trade tape, newest first")
     def get(self, request, code: str):
         instrument = get_object_or_404(Instrument, code=code)
-        paginator = TapePagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(Trade.objects.filter(instrument=instrument), request, view=self)
         return paginator.get_paginated_response(TradeOut(page, many=True).data)
 
@@ -203,6 +205,7 @@ ORDER_EXAMPLE = OpenApiExample(
 
 class OrderListApi(APIView):
     permission_classes = [ScopedPermission]
+    pagination_class = OrderPagination
 
     @extend_schema(responses=OrderOut(many=True), summary="Your organisation's orders, newest first",
                    parameters=[OpenApiParameter("status"), OpenApiParameter("instrument")])
@@ -211,7 +214,7 @@ class OrderListApi(APIView):
         queryset = selectors.order_list(organisation_id=actor.membership.organisation_id,
                                         status=request.query_params.get("status"),
                                         instrument_code=request.query_params.get("instrument"))
-        paginator = OrderPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(queryset, request, view=self)
         return paginator.get_paginated_response(OrderOut(page, many=True).data)
 
@@ -293,12 +296,13 @@ class FillOut(serializers.ModelSerializer):
 
 class FillListApi(APIView):
     permission_classes = [ScopedPermission]
+    pagination_class = OrderPagination
 
     @extend_schema(responses=FillOut(many=True), summary="Your organisation's trades, newest first")
     def get(self, request):
         org_id = request_actor(request).membership.organisation_id
         queryset = Trade.objects.filter(Q(buyer_id=org_id) | Q(seller_id=org_id)).select_related("instrument")
-        paginator = OrderPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(queryset, request, view=self)
         return paginator.get_paginated_response(FillOut(page, many=True, context={"organisation_id": org_id}).data)
 
@@ -317,13 +321,14 @@ class AllocationOut(serializers.ModelSerializer):
 
 class AllocationListApi(APIView):
     permission_classes = [ScopedPermission]
+    pagination_class = OrderPagination
 
     @extend_schema(responses=AllocationOut(many=True), summary="Capacity allocated to your organisation")
     def get(self, request):
         org_id = request_actor(request).membership.organisation_id
         queryset = Allocation.objects.filter(holder_id=org_id).select_related(
             "trade__instrument", "listing_period__listing__asset", "listing_period__listing__device_type")
-        paginator = OrderPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(queryset, request, view=self)
         return paginator.get_paginated_response(AllocationOut(page, many=True).data)
 

@@ -12,7 +12,7 @@ from accounts.models import Organisation
 from exchange.errors import AppError
 from exchange.idempotency import idempotent
 from marketplace.access import asset_for, check_provider
-from marketplace.api.common import THROTTLES, errors, get_or_invalid, paginated
+from marketplace.api.common import THROTTLES, Pagination, errors, get_or_invalid, paginated
 from marketplace.models import Cluster, DeviceType
 from marketplace.selectors import asset_detail_queryset, asset_list, owner_sets
 from marketplace.services import asset_owners_set, asset_register, asset_update, inventory_set
@@ -121,6 +121,7 @@ def _inventory(rows: list[dict]) -> list[tuple[DeviceType, int]]:
 
 class AssetListApi(APIView):
     permission_classes = [ScopedPermission]
+    pagination_class = Pagination
     throttle_classes = THROTTLES
     write_scope = "provide"
     ordering = ("-id",)

@@ -12,7 +12,7 @@ from accounts.authentication import request_actor
 from exchange.errors import NotFound
 from exchange.idempotency import idempotent
 from marketplace.access import check_regulator
-from marketplace.api.common import THROTTLES, PublicReadPermission, errors, paginated
+from marketplace.api.common import THROTTLES, Pagination, PublicReadPermission, errors, paginated
 from marketplace.models import Cluster, ComputeClass, Precision
 from marketplace.selectors import compute_class_list, hub_latencies, hub_list
 from marketplace.services import cluster_update, compute_class_create, compute_class_update, hub_update
@@ -78,6 +78,7 @@ def _hub(code: str):
 
 class HubListApi(APIView):
     permission_classes = [PublicReadPermission]
+    pagination_class = Pagination
     throttle_classes = THROTTLES
     ordering = ("sort_order", "id")
 
@@ -188,6 +189,7 @@ def _class(code: str) -> ComputeClass:
 
 class ClassListApi(APIView):
     permission_classes = [PublicReadPermission]
+    pagination_class = Pagination
     throttle_classes = THROTTLES
     write_scope = "read"
     ordering = ("code",)

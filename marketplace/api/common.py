@@ -19,6 +19,8 @@ from marketplace.periods import china_midnight
 class PublicReadPermission(ScopedPermission):
     """Anyone may read (the catalogue, attestations, provenance); writing needs a signed-in actor."""
 
+    anonymous_reads = True  # exchange.schema documents its reads as needing no credentials
+
     def has_permission(self, request, view):
         if request.method in permissions.SAFE_METHODS and not (request.user and request.user.is_authenticated):
             return True
@@ -55,8 +57,11 @@ class Pagination(CursorPagination):
 
 
 def paginated(view, request, queryset, serializer_class, context=None):
-    """A cursor page of ``queryset``; ``context`` may be a function of the page's objects."""
-    paginator = Pagination()
+    """A cursor page of ``queryset``; ``context`` may be a function of the page's objects.
+
+    The view names its ``pagination_class`` (``Pagination``), which the schema documents.
+    """
+    paginator = view.pagination_class()
     page = paginator.paginate_queryset(queryset, request, view=view)
     context = context(page) if callable(context) else (context or {})
     return paginator.get_paginated_response(serializer_class(page, many=True, context=context).data)

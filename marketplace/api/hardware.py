@@ -11,7 +11,7 @@ from accounts.authentication import request_actor
 from exchange.errors import NotFound
 from exchange.idempotency import idempotent
 from marketplace.access import check_attestor, check_device_registrar
-from marketplace.api.common import THROTTLES, PublicReadPermission, errors, paginated
+from marketplace.api.common import THROTTLES, Pagination, PublicReadPermission, errors, paginated
 from marketplace.models import Attestation, AttestorKey, DeviceType
 from marketplace.selectors import (
     attestation_check,
@@ -84,6 +84,7 @@ def _device_type(pk: int) -> DeviceType:
 
 class DeviceTypeListApi(APIView):
     permission_classes = [PublicReadPermission]
+    pagination_class = Pagination
     throttle_classes = THROTTLES
     write_scope = "provide"
     ordering = ("id",)
@@ -161,6 +162,7 @@ KEY_EXAMPLE = {"key_id": "3f0c1a9d2b7e4c55", "organisation": 3, "organisation_na
 
 class AttestorKeyListApi(APIView):
     permission_classes = [PublicReadPermission]
+    pagination_class = Pagination
     throttle_classes = THROTTLES
     write_scope = "provide"
     ordering = ("id",)
@@ -239,6 +241,7 @@ def _attestation(pk: int) -> Attestation:
 
 class AttestationListApi(APIView):
     permission_classes = [PublicReadPermission]
+    pagination_class = Pagination
     throttle_classes = THROTTLES
     write_scope = "provide"
     ordering = ("-id",)

@@ -13,7 +13,7 @@ from accounts.authentication import request_actor
 from exchange.errors import AppError, NotFound
 from exchange.idempotency import idempotent
 from marketplace.access import asset_for, check_listing_owner, check_provider
-from marketplace.api.common import THROTTLES, ChinaDateTimeField, PublicReadPermission, errors, get_or_invalid, paginated
+from marketplace.api.common import THROTTLES, ChinaDateTimeField, Pagination, PublicReadPermission, errors, get_or_invalid, paginated
 from marketplace.models import ComputeClass, DeviceType, Listing
 from marketplace.selectors import (
     LATENCY_CITY_MS,
@@ -107,6 +107,7 @@ def _listing(pk: int) -> Listing:
 
 class ListingListApi(APIView):
     permission_classes = [PublicReadPermission]
+    pagination_class = Pagination
     throttle_classes = THROTTLES
     write_scope = "provide"
 

@@ -55,6 +55,7 @@ class AssetProvenanceApi(APIView):
     """Public: a buyer follows any trade back to its asset, owners and attestations."""
 
     permission_classes = [PublicReadPermission]
+    pagination_class = Pagination
     throttle_classes = THROTTLES
     ordering = ("seq",)
 
@@ -65,7 +66,7 @@ class AssetProvenanceApi(APIView):
         asset = ComputeAsset.objects.filter(pk=pk).first()
         if asset is None:
             raise NotFound("No asset with that id.")
-        paginator = Pagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(asset_provenance_events(asset=asset), request, view=self)
         return paginator.get_paginated_response(EventOut(provenance_check(page), many=True).data)
 
