@@ -155,19 +155,30 @@ class OrderOut(serializers.ModelSerializer):
 
 
 _timestamp = serializers.DateTimeField()
+_last_placed_at: tuple = (None, None)
+
+
+def _placed_at(moment) -> str:
+    """OrderOut's created_at text, formatted once per batch: orders placed together share
+    the statement's timestamp, and formatting it costs as much as the rest of the body."""
+    global _last_placed_at
+    if _last_placed_at[0] != moment:
+        _last_placed_at = (moment, _timestamp.to_representation(moment))
+    return _last_placed_at[1]
 
 
 def order_out_placed(*, code: str, request, result) -> dict:
     """``OrderOut`` of an order cx_place_orders has just accepted, from the request and the
     statement's results alone (no read back): what a later GET of the order answers until
     the engine takes it. ``code`` is the instrument's; ``request`` an OrderRequest."""
-    created_at = _timestamp.to_representation(result.created_at)
+    created_at = _placed_at(result.created_at)
     return {
         "id": result.order_id, "client_order_id": request.client_order_id, "instrument": code,
         "side": request.side, "type": request.type, "tif": request.tif, "post_only": request.post_only,
         "price": cny(request.price_fen), "qty": request.qty, "filled": 0, "remaining": request.qty,
         "status": Order.Status.ACCEPTED.value, "reason": "", "held": cny(result.held_fen),
-        "expires_at": _timestamp.to_representation(request.expires_at), "created_at": created_at,
+        "expires_at": _timestamp.to_representation(request.expires_at) if request.expires_at else None,
+        "created_at": created_at,
         "updated_at": created_at,
     }
 
