@@ -90,3 +90,19 @@ def test_the_simulator_loop_survives_a_failed_round(simulator, monkeypatch, capl
         simulator.run(interval=0, stop=lambda: len(rounds) >= 3)
     assert len(rounds) == 3
     assert any("round failed" in r.getMessage() for r in caplog.records)
+
+
+def test_the_simulator_carries_on_when_a_cancel_fails(instrument, funded_buyer, listed_provider, monkeypatch, caplog):
+    simulator = MarketSimulator(instruments=1, seed=7, max_resting=0)  # cancels what it placed at once
+    cancels = []
+
+    def cancel_failing(**kwargs):
+        cancels.append(kwargs)
+        raise DatabaseError("function pg_advisory_xact_lock(integer, bigint) does not exist")
+
+    monkeypatch.setattr(services, "order_cancel", cancel_failing)
+    with caplog.at_level(logging.ERROR, logger="exchange.simulation"):
+        placed = simulator.tick()
+        placed += simulator.tick()
+    assert placed >= 2 and len(cancels) == placed  # every cancel failed, and the rounds went on
+    assert any("simulated cancel" in r.getMessage() for r in caplog.records)
