@@ -192,3 +192,27 @@ async def test_a_token_websocket_without_origin_connects_and_a_foreign_origin_is
         foreign = WebsocketCommunicator(application, target, headers=[(b"origin", b"https://evil.example")])
         connected, _ = await foreign.connect()
         assert not connected
+
+
+async def test_a_batch_answers_the_same_results_on_the_fast_route_and_through_drf(buyer, provider):
+    instrument, buyer_api, _ = await market(buyer, provider)
+
+    def batch(tag):
+        return {"orders": [
+            {"instrument": instrument.code, "side": "buy", "price": "20.00", "qty": 1, "client_order_id": f"{tag}-1"},
+            {"instrument": instrument.code, "side": "buy", "price": "20.001", "qty": 1},
+            {"instrument": instrument.code, "side": "buy", "price": "20.00", "qty": 10**8, "client_order_id": f"{tag}-2"},
+            {"instrument": instrument.code, "side": "buy", "price": "20.00", "qty": 1, "client_order_id": f"{tag}-1"},
+        ]}
+
+    status, fast, _ = await asgi_post("/api/v1/orders/batch/", batch("fast"), buyer_api.raw_token)
+    assert status == 200
+    status, slow = await sync_to_async(drf_post)(buyer_api, "/api/v1/orders/batch/", batch("drf"))
+    assert status == 200
+
+    def comparable(results):
+        return [{k: v for k, v in r.items() if k not in ("order_id", "client_order_id")} for r in results]
+
+    assert comparable(fast["results"]) == comparable(slow["results"])
+    assert [r["status"] for r in fast["results"]] == ["accepted", "rejected", "rejected", "duplicate"]
+    assert [set(r) for r in fast["results"]] == [set(r) for r in slow["results"]]
