@@ -7,9 +7,10 @@ from django.db import connection, transaction
 from accounts.access import Actor, check_actor, refresh_actor
 from exchange import ledger
 from exchange.errors import AppError, NotFound
-from exchange.gateway import batch_outcomes, batch_plan, order_request_parse, orders_submit, rejection
+from exchange.gateway import (
+    batch_outcomes, batch_plan, order_request_parse, orders_submit, price_fen_parse, rejection,
+)
 from exchange.models import FeeTier, InboxCommand, Instrument, MemberTier, Order
-from exchange.money import fen_from_cny
 
 ORDER_LOCK_CLASS = 0x6F72  # "or": first key of the per-order advisory lock
 
@@ -40,6 +41,8 @@ def _live_order(actor: Actor, order_id: int) -> Order:
     An advisory lock, not a row lock: the engine updates order rows while holding ledger
     locks, and a row lock here taken before a ledger lock could deadlock with it.
     """
+    if not 0 < order_id < 2**63:  # no such id can exist, and PostgreSQL could not take it
+        raise NotFound("No order with that id belongs to your organisation.")
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [ORDER_LOCK_CLASS, order_id])
     order = (
@@ -94,18 +97,17 @@ def order_amend(*, actor: Actor, order_id: int, data: dict) -> Order:
     the order is gone by then. One change per order is in flight at a time.
     """
     check_actor(refresh_actor(actor), scope="trade", acting=True)
+    if not isinstance(data, dict):
+        raise AppError("invalid", "Send a JSON object with a new price, a new qty, or both.")
     fields = {}
     unknown = set(data) - {"price", "qty"}
     if unknown:
         fields["non_field_errors"] = f"Only price and qty can be amended (got {', '.join(sorted(unknown))})."
     new_price = None
     if data.get("price") is not None:
-        try:
-            new_price = fen_from_cny(data["price"])
-            if new_price <= 0:
-                raise ValueError("must be greater than zero")
-        except ValueError as exc:
-            fields["price"] = str(exc).capitalize() + "."
+        new_price, problem = price_fen_parse(data["price"], tick_fen=None)
+        if problem:
+            fields["price"] = problem
     new_qty = data.get("qty")
     if new_qty is not None and (isinstance(new_qty, bool) or not isinstance(new_qty, int) or new_qty <= 0):
         fields["qty"] = "A whole number of SCU·h greater than zero."

@@ -1,0 +1,152 @@
+"""What arrives from outside, checked once for every edge.
+
+Every JSON body or WebSocket frame is read by :func:`json_parse` — the fast order route,
+DRF (``JsonParser`` in ``REST_FRAMEWORK``) and the consumers — and every URL path and
+query parameter passes ``BadInputMiddleware``. They refuse, with a 400 ``invalid``, what
+the code behind cannot take whatever the field:
+
+- a NUL character anywhere: PostgreSQL refuses it in text, so it used to surface as a
+  500 from whichever query met it first;
+- a lone surrogate (``"\\ud800"``), which cannot be encoded as UTF-8 for the database or
+  for the answer;
+- nesting deeper than ``MAX_DEPTH``: Python's JSON reader recurses, and so does the code
+  that walks the result (DRF's error flattening, ``json.dumps``);
+- ``NaN``, ``Infinity`` and numbers too large for a float, which PostgreSQL's jsonb and
+  every amount refuse.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from django.http import HttpResponseBadRequest, JsonResponse
+from django.utils.deprecation import MiddlewareMixin
+from rest_framework import parsers
+
+from exchange.errors import AppError
+
+MAX_DEPTH = 32
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
+_decoder = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
+def text_problem(text: str) -> str | None:
+    """Why ``text`` cannot be stored or sent on, or None."""
+    if "\x00" in text:
+        return "Contains a NUL character (\\u0000), which cannot be stored."
+    if not text.isascii() and _SURROGATE.search(text):
+        return "Contains a lone UTF-16 surrogate, which is not a character."
+    return None
+
+
+def invalid(what: str, detail: str, fields: dict | None = None) -> AppError:
+    return AppError("invalid", f"{what} {detail}", fields=fields or {"non_field_errors": f"{what} {detail}"})
+
+
+def _depth(text: str) -> int:
+    """The deepest nesting of ``text``, without recursing: brackets outside strings."""
+    depth = deepest = 0
+    for bracket in _BRACKET.findall(_STRING.sub("", text)):
+        if bracket in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+        else:
+            depth -= 1
+    return deepest
+
+
+def _string_problem(data) -> tuple[str, str] | None:
+    """(where, why) for the first unstorable string, key or value, in ``data``; or None."""
+    stack: list[tuple[Any, str]] = [(data, "")]
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, str):
+            if problem := text_problem(value):
+                return where or "non_field_errors", problem
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if problem := text_problem(key):
+                    return where or "non_field_errors", f"A key: {problem[0].lower()}{problem[1:]}"
+                stack.append((item, f"{where}.{key}" if where else key))
+        elif isinstance(value, list):
+            stack.extend((item, f"{where}[{i}]") for i, item in enumerate(value))
+    return None
+
+
+def json_parse(raw: bytes | str, *, what: str = "The body") -> Any:
+    """The JSON value of ``raw`` (UTF-8 bytes or text), or AppError 400 ``invalid``.
+
+    Cheap for an ordinary order (a few hundred bytes): the depth is measured only when
+    there are more brackets than ``MAX_DEPTH``, and strings are walked only when the text
+    holds a ``\\u`` escape, the one way a NUL or a surrogate reaches a strict reader.
+    """
+    if isinstance(raw, str):
+        text = raw
+        if not text.isascii() and _SURROGATE.search(text):
+            raise invalid(what, "contains a lone UTF-16 surrogate, which is not a character.")
+    else:
+        try:
+            # Strict UTF-8: json.loads on bytes would let encoded surrogates through.
+            text = bytes(raw).decode("utf-8")
+        except UnicodeDecodeError:
+            raise invalid(what, "is not valid UTF-8.") from None
+    if text.count("[") + text.count("{") > MAX_DEPTH and _depth(text) > MAX_DEPTH:
+        raise invalid(what, f"nests deeper than {MAX_DEPTH} levels.")
+    try:
+        data = _decoder.decode(text)
+    except (ValueError, RecursionError) as exc:
+        raise invalid(what, f"is not valid JSON ({exc}).") from None
+    if "\\u" in text and (problem := _string_problem(data)):
+        where, why = problem
+        raise AppError("invalid", f"{what} is not valid. {where}: {why}", fields={where: why})
+    return data
+
+
+class JsonParser(parsers.JSONParser):
+    """DRF's JSON parser, reading through :func:`json_parse`."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        return json_parse(stream.read())
+
+
+class BadInputMiddleware(MiddlewareMixin):
+    """Refuse a URL path or query parameter PostgreSQL could not take, for every view.
+
+    The views pass path segments and query parameters straight into filters; one check
+    here instead of one in each of them.
+    """
+
+    def process_request(self, request):
+        where, problem = "path", text_problem(request.path)
+        if problem is None:
+            for key, values in request.GET.lists():
+                if problem := text_problem(key):
+                    where = "query"
+                    break
+                if problem := next(filter(None, map(text_problem, values)), None):
+                    where = key
+                    break
+            else:
+                return None
+        detail = f"The request is not valid. {where}: {problem}"
+        if request.path.startswith("/api/"):
+            return JsonResponse({"code": "invalid", "detail": detail, "fields": {where: problem}}, status=400)
+        return HttpResponseBadRequest(detail, content_type="text/plain; charset=utf-8")
