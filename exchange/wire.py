@@ -56,6 +56,15 @@ def text_problem(text: str) -> str | None:
     return None
 
 
+class UnstorableText(AppError):
+    """Valid JSON with a string no store or answer can take; ``value`` is what was read, so
+    an edge can still pick out a request id to answer to."""
+
+    def __init__(self, detail: str, *, fields: dict, value: Any):
+        super().__init__("invalid", detail, fields=fields)
+        self.value = value
+
+
 def invalid(what: str, detail: str, fields: dict | None = None) -> AppError:
     return AppError("invalid", f"{what} {detail}", fields=fields or {"non_field_errors": f"{what} {detail}"})
 
@@ -116,7 +125,7 @@ def json_parse(raw: bytes | str, *, what: str = "The body") -> Any:
         raise invalid(what, f"is not valid JSON ({exc}).") from None
     if "\\u" in text and (problem := _string_problem(data)):
         where, why = problem
-        raise AppError("invalid", f"{what} is not valid. {where}: {why}", fields={where: why})
+        raise UnstorableText(f"{what} is not valid. {where}: {why}", fields={where: why}, value=data)
     return data
 
 
