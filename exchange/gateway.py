@@ -13,11 +13,12 @@ An order passes two stages:
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -75,6 +76,7 @@ class InstrumentDirectory:
 
 
 instruments = InstrumentDirectory()
+log = logging.getLogger("exchange.gateway")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +106,13 @@ class OrderResult:
         return self.code in ("accepted", "duplicate")
 
 
-# code → (HTTP status, message). Codes come from cx_place_orders.
+# An order the placing statement could not take although it passed order_request_parse:
+# a server fault, reported for that order alone (its neighbours in the batch are placed).
+FAILED = "server_error"
+
+# code → (HTTP status, message). Codes come from cx_place_orders, and FAILED.
 REJECTIONS: dict[str, tuple[int, str]] = {
+    FAILED: (500, "The order could not be processed; nothing was placed for it. Try again."),
     "token_revoked": (401, "The API token was revoked or no longer exists."),
     "token_expired": (401, "The API token has expired; create a new one."),
     "organisation_suspended": (403, "Your organisation is suspended by the regulator; contact the exchange operator."),
@@ -335,3 +342,31 @@ def orders_submit(requests: list[OrderRequest]) -> list[OrderResult]:
     with connection.cursor() as cursor:
         cursor.execute(PLACE_SQL, place_params(requests))
         return results_from_rows(cursor.fetchall(), len(requests))
+
+
+def orders_submit_isolating(requests: list[OrderRequest]) -> list[OrderResult]:
+    """orders_submit for a batch, where one order the statement cannot take fails alone.
+
+    Each statement runs in a savepoint; one that fails is tried again in halves until
+    the order that breaks it is alone, and that order gets FAILED (as the fast route's
+    group commit does). A lost connection fails the whole batch: that is no order's fault.
+    Call inside a transaction.
+    """
+    results: list[OrderResult | None] = [None] * len(requests)
+    parts = [(0, len(requests))] if requests else []
+    while parts:
+        lo, hi = parts.pop()
+        try:
+            with transaction.atomic():
+                results[lo:hi] = orders_submit(requests[lo:hi])
+        except (OperationalError, InterfaceError):
+            raise
+        except Exception as exc:
+            if hi - lo > 1:
+                log.warning("order batch refused (%s); trying its halves", exc)
+                mid = (lo + hi) // 2
+                parts += [(mid, hi), (lo, mid)]
+            else:
+                log.exception("order refused by the database past validation: %r", requests[lo])
+                results[lo] = OrderResult(order_id=None, code=FAILED)
+    return results  # type: ignore[return-value]

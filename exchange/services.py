@@ -8,7 +8,8 @@ from accounts.access import Actor, check_actor, refresh_actor
 from exchange import ledger
 from exchange.errors import AppError, NotFound
 from exchange.gateway import (
-    batch_outcomes, batch_plan, order_request_parse, orders_submit, price_fen_parse, rejection,
+    batch_outcomes, batch_plan, order_request_parse, orders_submit, orders_submit_isolating, price_fen_parse,
+    rejection,
 )
 from exchange.models import FeeTier, InboxCommand, Instrument, MemberTier, Order
 
@@ -31,7 +32,7 @@ def orders_place_batch(*, actor: Actor, items: list) -> list[dict]:
     check_actor(refresh_actor(actor), scope="trade", acting=True)
     plan = batch_plan(items, actor=actor)
     with transaction.atomic():
-        results = orders_submit(plan.requests)
+        results = orders_submit_isolating(plan.requests)
     return batch_outcomes(plan, results)
 
 
