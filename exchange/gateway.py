@@ -67,6 +67,8 @@ class InstrumentDirectory:
     def get(self, code: str) -> InstrumentInfo | None:
         info = self._by_code.get(code)
         if info is None:
+            if len(code) > MAX_CODE or text_problem(code):
+                return None  # no such code exists, and PostgreSQL could not take this one
             row = (Instrument.objects.filter(code=code)
                    .values_list("id", "code", "tick_fen", "lot_scu_h", "gate_closure_at").first())
             if row is None:

@@ -220,3 +220,10 @@ def test_an_amendment_that_is_not_an_object_is_400(instrument, trader, body):
     placed = client.post("/api/v1/orders/", order(instrument.code, qty=10), format="json")
     response = client.patch(f"/api/v1/orders/{placed.data['id']}/", body, content_type="application/json")
     assert response.status_code == 400, (response.status_code, response.content[:300])
+
+
+def test_the_instrument_directory_answers_unknown_for_a_code_postgresql_could_not_take(instrument):
+    from exchange.gateway import instruments
+
+    assert instruments.get("AI80\x00") is None and instruments.get("\ud800") is None and instruments.get("A" * 10_000) is None
+    assert instruments.get(instrument.code).id == instrument.id
