@@ -11,8 +11,8 @@ the code behind cannot take whatever the field:
   for the answer;
 - nesting deeper than ``MAX_DEPTH``: Python's JSON reader recurses, and so does the code
   that walks the result (DRF's error flattening, ``json.dumps``);
-- ``NaN``, ``Infinity`` and numbers too large for a float, which PostgreSQL's jsonb and
-  every amount refuse.
+- ``NaN``, ``Infinity``, numbers too large for a float, which PostgreSQL's jsonb and
+  every amount refuse, and integers outside 64 bits, which no column can hold.
 """
 
 from __future__ import annotations
@@ -31,18 +31,29 @@ MAX_DEPTH = 32
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+class _OutOfRange(ValueError):
+    pass
+
+
 def _refuse_constant(name: str):
-    raise ValueError(f"{name} is not a JSON number")
+    raise _OutOfRange(f"{name} is not a number")
 
 
 def _finite_float(text: str) -> float:
     value = float(text)
     if value in (float("inf"), float("-inf")):
-        raise ValueError(f"{text} is out of range")
+        raise _OutOfRange(f"{text[:20]} is too large")
     return value
 
 
-_decoder = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
+def _int64(text: str) -> int:
+    # No column, id or amount of the exchange holds more than a bigint.
+    if len(text) > 20 or not -(2**63) <= (value := int(text)) < 2**63:
+        raise _OutOfRange(f"{text[:20]}… is outside the 64-bit range")
+    return value
+
+
+_decoder = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float, parse_int=_int64)
 
 
 def text_problem(text: str) -> str | None:
@@ -123,6 +134,8 @@ def json_parse(raw: bytes | str, *, what: str = "The body") -> Any:
         data = _decoder.decode(text)
     except RecursionError:  # the reader's own guard, far below what the C stack could take
         raise invalid(what, f"nests deeper than {MAX_DEPTH} levels.") from None
+    except _OutOfRange as exc:
+        raise invalid(what, f"holds a number out of range: {exc}.") from None
     except ValueError as exc:
         raise invalid(what, f"is not valid JSON ({exc}).") from None
     if text.count("[") + text.count("{") > MAX_DEPTH and _too_deep(data):
