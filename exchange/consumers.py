@@ -15,7 +15,7 @@ from exchange.events import organisation_group
 from exchange.fanout import direct_connection, hub
 from exchange.market_data import depth_snapshot
 from exchange.models import Instrument
-from exchange.wire import UnstorableText, json_parse, text_problem
+from exchange.wire import UnstorableValue, json_parse, text_problem
 
 log = logging.getLogger("exchange.consumers")
 
@@ -52,8 +52,8 @@ class JsonCommandConsumer(AsyncJsonWebsocketConsumer):
 
 
 def _request_id(exc: AppError):
-    """The request id of a refused frame that was JSON but held an unstorable string."""
-    content = exc.value if isinstance(exc, UnstorableText) else None
+    """The request id of a refused frame that was JSON but held an unstorable value."""
+    content = exc.value if isinstance(exc, UnstorableValue) else None
     request_id = content.get("request_id") if isinstance(content, dict) else None
     return None if isinstance(request_id, str) and text_problem(request_id) else request_id
 

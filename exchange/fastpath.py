@@ -28,7 +28,6 @@ from exchange.db import conninfo
 
 from accounts.access import Actor, actor_from_token
 from exchange.errors import AppError
-from exchange.wire import json_parse
 from exchange.gateway import (
     FAILED,
     MAX_BATCH,
@@ -43,6 +42,7 @@ from exchange.gateway import (
     rejection,
     results_from_rows,
 )
+from exchange.wire import json_parse
 
 log = logging.getLogger("exchange.fastpath")
 

@@ -29,6 +29,7 @@ from exchange.errors import AppError
 
 MAX_DEPTH = 32
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_LONG_NUMBER = re.compile(r"\d{19}")
 
 
 class _OutOfRange(ValueError):
@@ -46,10 +47,14 @@ def _finite_float(text: str) -> float:
     return value
 
 
+class _Huge(int):
+    """An integer outside 64 bits (no column, id or amount of the exchange holds more),
+    kept only until the walk after reading says in which field it was."""
+
+
 def _int64(text: str) -> int:
-    # No column, id or amount of the exchange holds more than a bigint.
     if len(text) > 20 or not -(2**63) <= (value := int(text)) < 2**63:
-        raise _OutOfRange(f"{text[:20]}… is outside the 64-bit range")
+        return _Huge(0)
     return value
 
 
@@ -65,9 +70,9 @@ def text_problem(text: str) -> str | None:
     return None
 
 
-class UnstorableText(AppError):
-    """Valid JSON with a string no store or answer can take; ``value`` is what was read, so
-    an edge can still pick out a request id to answer to."""
+class UnstorableValue(AppError):
+    """Valid JSON with a string or number no store or answer can take; ``value`` is what
+    was read, so an edge can still pick out a request id to answer to."""
 
     def __init__(self, detail: str, *, fields: dict, value: Any):
         super().__init__("invalid", detail, fields=fields)
@@ -94,14 +99,16 @@ def _too_deep(data) -> bool:
     return True
 
 
-def _string_problem(data) -> tuple[str, str] | None:
-    """(where, why) for the first unstorable string, key or value, in ``data``; or None."""
+def _value_problem(data) -> tuple[str, str] | None:
+    """(where, why) for the first unstorable string (key or value) or integer in ``data``; or None."""
     stack: list[tuple[Any, str]] = [(data, "")]
     while stack:
         value, where = stack.pop()
         if isinstance(value, str):
             if problem := text_problem(value):
                 return where or "non_field_errors", problem
+        elif type(value) is _Huge:
+            return where or "non_field_errors", "An integer outside the 64-bit range."
         elif isinstance(value, dict):
             for key, item in value.items():
                 if problem := text_problem(key):
@@ -116,9 +123,9 @@ def json_parse(raw: bytes | str, *, what: str = "The body") -> Any:
     """The JSON value of ``raw`` (UTF-8 bytes or text), or AppError 400 ``invalid``.
 
     Cheap for an ordinary order (a few hundred bytes): the depth is measured only when
-    there are more brackets than ``MAX_DEPTH``, and strings are walked only when the text
-    holds a ``\\u`` escape, the one way a NUL or a surrogate gets past a strict reader
-    of strict UTF-8.
+    there are more brackets than ``MAX_DEPTH``, and values are walked only when the text
+    holds a ``\\u`` escape (the one way a NUL or a surrogate gets past a strict reader of
+    strict UTF-8) or a run of 19 digits (the shortest integer past 64 bits).
     """
     if isinstance(raw, str):
         text = raw
@@ -140,9 +147,9 @@ def json_parse(raw: bytes | str, *, what: str = "The body") -> Any:
         raise invalid(what, f"is not valid JSON ({exc}).") from None
     if text.count("[") + text.count("{") > MAX_DEPTH and _too_deep(data):
         raise invalid(what, f"nests deeper than {MAX_DEPTH} levels.")
-    if "\\u" in text and (problem := _string_problem(data)):
+    if ("\\u" in text or _LONG_NUMBER.search(text)) and (problem := _value_problem(data)):
         where, why = problem
-        raise UnstorableText(f"{what} is not valid. {where}: {why}", fields={where: why}, value=data)
+        raise UnstorableValue(f"{what} is not valid. {where}: {why}", fields={where: why}, value=data)
     return data
 
 

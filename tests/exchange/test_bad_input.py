@@ -44,7 +44,7 @@ CASES = {
     "price_past_bigint": (_with(price="100000000000000000000"), "price"),
     "price_times_qty_past_bigint": (_with(price="10000000000.00", qty=10**9), "price"),
     "price_not_a_finite_number": (_raw("price", "NaN"), None),
-    "qty_past_64_bits": (_raw("qty", "9" * 25), None),
+    "qty_past_64_bits": (_raw("qty", "9" * 25), "qty"),
     "client_order_id_with_nul": (_with(client_order_id="a\x00b"), "client_order_id"),
     "client_order_id_lone_surrogate": (_with(client_order_id="\ud800"), "client_order_id"),
     "instrument_with_nul": (_with(instrument="AI80\x00"), "instrument"),
