@@ -3,6 +3,8 @@ commands to the same order services the REST API uses."""
 
 from __future__ import annotations
 
+import logging
+
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
@@ -13,6 +15,9 @@ from exchange.events import organisation_group
 from exchange.fanout import direct_connection, hub
 from exchange.market_data import depth_snapshot
 from exchange.models import Instrument
+from exchange.wire import UnstorableValue, json_parse, text_problem
+
+log = logging.getLogger("exchange.consumers")
 
 
 def _query(scope) -> dict[str, str]:
@@ -32,13 +37,34 @@ def _actor_for_scope(scope):
     return actor
 
 
+class JsonCommandConsumer(AsyncJsonWebsocketConsumer):
+    """Frames read by the one JSON reader every edge uses. A frame that is not a JSON value
+    the exchange can take gets an error reply; the socket stays open (Channels' own
+    decoding raised, which dropped the socket without a close frame)."""
+
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        try:
+            content = json_parse(text_data if text_data is not None else bytes_data or b"", what="The message")
+        except AppError as exc:
+            await self.send_json({"type": "error", **exc.as_dict(), "request_id": _request_id(exc)})
+            return
+        await self.receive_json(content, **kwargs)
+
+
+def _request_id(exc: AppError):
+    """The request id of a refused frame that was JSON but held an unstorable value."""
+    content = exc.value if isinstance(exc, UnstorableValue) else None
+    request_id = content.get("request_id") if isinstance(content, dict) else None
+    return None if isinstance(request_id, str) and text_problem(request_id) else request_id
+
+
 def _order_json(order) -> dict:
     from exchange.api import OrderOut
 
     return dict(OrderOut(order).data)
 
 
-class EventsConsumer(AsyncJsonWebsocketConsumer):
+class EventsConsumer(JsonCommandConsumer):
     """The private stream of one organisation (its orders, trades, holds, allocations), and
     a command channel: ``{"action": "place" | "cancel" | "amend", "request_id": …, …}``."""
 
@@ -69,6 +95,10 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
             reply = await self._command(content)
         except AppError as exc:
             reply = {"type": "error", **exc.as_dict()}
+        except Exception:  # a fault of ours: answer it, and keep the socket for the next command
+            log.exception("websocket command failed")
+            reply = {"type": "error", "code": "server_error", "detail": "The command could not be processed; try again.",
+                     "fields": {}}
         reply["request_id"] = request_id
         await self.send_json(reply)
 
@@ -93,7 +123,7 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
         raise AppError("invalid", "action must be place, cancel or amend.", fields={"action": "Unknown action."})
 
 
-class MarketDataConsumer(AsyncJsonWebsocketConsumer):
+class MarketDataConsumer(JsonCommandConsumer):
     """Public market data: ``{"action": "subscribe", "instrument": CODE}`` (or unsubscribe).
 
     After subscribing, the socket gets a ``md.snapshot`` and then ``md.update`` messages

@@ -30,6 +30,7 @@ from accounts.access import Actor, actor_from_token
 from exchange.api import order_out, order_out_placed
 from exchange.errors import AppError
 from exchange.gateway import (
+    FAILED,
     MAX_BATCH,
     PLACE_SQL,
     OrderRequest,
@@ -42,6 +43,7 @@ from exchange.gateway import (
     rejection,
     results_from_rows,
 )
+from exchange.wire import json_parse
 
 log = logging.getLogger("exchange.fastpath")
 
@@ -106,28 +108,53 @@ class GroupCommitBatcher:
         try:
             while self._queue:
                 batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-                requests = [request for request, _ in batch]
-                try:
-                    if conn is None or conn.closed:
-                        # Autocommit: the one statement is its own transaction, and psycopg returns only
-                        # after PostgreSQL reports the commit — no separate BEGIN and COMMIT round trips.
-                        conn = await psycopg.AsyncConnection.connect(self._dsn, autocommit=True)
-                    cursor = await conn.execute(PLACE_SQL, place_params(requests))
-                    rows = await cursor.fetchall()
-                    results = results_from_rows(rows, len(requests))
-                except Exception as exc:  # nothing was committed: every order in the batch fails alike
-                    log.exception("order batch failed")
+                conn = await self._place(conn, batch)
+        finally:
+            self._idle.append(conn)
+
+    async def _place(self, conn: psycopg.AsyncConnection | None, batch: list) -> psycopg.AsyncConnection | None:
+        """Write ``batch`` and settle each order's future; return the connection to keep.
+
+        The batch is one statement, so one order the statement cannot take would fail all
+        the organisations sharing it. A statement that fails on its content is tried again
+        in halves until the order that breaks it is alone: it gets ``server_error`` (the
+        statement was refused, so nothing of it was written) and the rest are placed, at
+        the cost of about 2 × log2(batch size) statements. A lost connection or an
+        unavailable server is not an order's fault: the part in flight fails as a whole
+        (whether it committed is unknown) and is not split.
+        """
+        parts = [batch]
+        while parts:
+            part = parts.pop()
+            requests = [request for request, _ in part]
+            try:
+                if conn is None or conn.closed:
+                    # Autocommit: the one statement is its own transaction, and psycopg returns only
+                    # after PostgreSQL reports the commit — no separate BEGIN and COMMIT round trips.
+                    conn = await psycopg.AsyncConnection.connect(self._dsn, autocommit=True)
+                cursor = await conn.execute(PLACE_SQL, place_params(requests))
+                rows = await cursor.fetchall()
+                results = results_from_rows(rows, len(requests))
+            except Exception as exc:
+                if conn is None or conn.broken or isinstance(exc, psycopg.OperationalError):
+                    log.exception("order batch failed on its connection (%d orders)", len(part))
                     if conn is not None and conn.broken:
                         conn = None
-                    for _, future in batch:
+                    for _, future in part:
                         if not future.done():
                             future.set_exception(exc)
                     continue
-                for (_, future), result in zip(batch, results):
-                    if not future.done():
-                        future.set_result(result)
-        finally:
-            self._idle.append(conn)
+                if len(part) > 1:
+                    log.warning("order batch refused (%s); trying its halves", exc)
+                    half = len(part) // 2
+                    parts += [part[half:], part[:half]]
+                    continue
+                log.exception("order refused by the database past validation: %r", requests[0])
+                results = [OrderResult(order_id=None, code=FAILED)]
+            for (_, future), result in zip(part, results):
+                if not future.done():
+                    future.set_result(result)
+        return conn
 
 
 def _error_body(code: str, detail: str, fields: dict | None = None) -> dict:
@@ -188,10 +215,7 @@ class OrderEntryRouter:
             cached = await self.tokens.get(raw_token)
             if not cached.can_trade:
                 raise AppError("scope_missing", "This needs the 'trade' scope.", status_code=403)
-            try:
-                data = json.loads(body or b"null")
-            except ValueError:
-                raise AppError("invalid", "The body is not valid JSON.") from None
+            data = json_parse(body) if body else None
             if kind == "single":
                 await self._single(cached.actor, data, send)
             else:

@@ -13,11 +13,12 @@ An order passes two stages:
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -26,8 +27,17 @@ from exchange.db import pg_array, pg_bool_array, pg_text_array
 from exchange.errors import AppError
 from exchange.models import Instrument, Order
 from exchange.money import fen_from_cny
+from exchange.wire import text_problem
 
+# Bounds that keep every amount an order can make inside PostgreSQL's bigint with room to
+# spare: a bid's hold is price × qty × (1 + taker fee), and fee tiers are capped at 1,000
+# bps (exchange_feetier's CHECK), so the largest hold is 10^8 fen × 10^9 × 1.1 ≈ 1.1 × 10^17
+# fen, 1/84 of bigint's 9.2 × 10^18. A single order beyond these is a typing error, not
+# a trade: 1,000,000.00 CNY per SCU·h is some 50,000 times the prices seen, and 10^9 SCU·h
+# is more than all the capacity a hub lists for a day.
+MAX_PRICE_FEN = 100_000_000
 MAX_QTY = 10**9
+MAX_CODE = 64
 MAX_BATCH = 1000
 TIFS = frozenset(Order.Tif.values)
 ORDER_FIELDS = frozenset({"instrument", "side", "type", "tif", "post_only", "price", "qty", "expires_at",
@@ -42,6 +52,7 @@ class InstrumentInfo:
     code: str
     tick_fen: int
     lot_scu_h: int
+    gate_closure_at: datetime
 
 
 class InstrumentDirectory:
@@ -56,7 +67,10 @@ class InstrumentDirectory:
     def get(self, code: str) -> InstrumentInfo | None:
         info = self._by_code.get(code)
         if info is None:
-            row = Instrument.objects.filter(code=code).values_list("id", "code", "tick_fen", "lot_scu_h").first()
+            if len(code) > MAX_CODE or text_problem(code):
+                return None  # no such code exists, and PostgreSQL could not take this one
+            row = (Instrument.objects.filter(code=code)
+                   .values_list("id", "code", "tick_fen", "lot_scu_h", "gate_closure_at").first())
             if row is None:
                 return None
             info = self._by_code[code] = InstrumentInfo(*row)
@@ -64,6 +78,7 @@ class InstrumentDirectory:
 
 
 instruments = InstrumentDirectory()
+log = logging.getLogger("exchange.gateway")
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +110,13 @@ class OrderResult:
         return self.code in ("accepted", "duplicate")
 
 
-# code → (HTTP status, message). Codes come from cx_place_orders.
+# An order the placing statement could not take although it passed order_request_parse:
+# a server fault, reported for that order alone (its neighbours in the batch are placed).
+FAILED = "server_error"
+
+# code → (HTTP status, message). Codes come from cx_place_orders, and FAILED.
 REJECTIONS: dict[str, tuple[int, str]] = {
+    FAILED: (500, "The order could not be processed; nothing was placed for it. Try again."),
     "token_revoked": (401, "The API token was revoked or no longer exists."),
     "token_expired": (401, "The API token has expired; create a new one."),
     "organisation_suspended": (403, "Your organisation is suspended by the regulator; contact the exchange operator."),
@@ -115,9 +135,48 @@ def _invalid(fields: dict[str, str]) -> AppError:
     return AppError("invalid", f"The order is not valid. {summary}", fields=fields)
 
 
+def price_fen_parse(raw, *, tick_fen: int | None) -> tuple[int | None, str | None]:
+    """A limit price (a decimal string of CNY per SCU·h) → (fen, None), or (None, why not)."""
+    try:
+        price_fen = fen_from_cny(raw)
+    except ValueError as exc:
+        return None, str(exc).capitalize() + "."
+    if price_fen <= 0:
+        return None, "Must be greater than zero."
+    if price_fen > MAX_PRICE_FEN:
+        return None, f"At most {MAX_PRICE_FEN // 100:,} CNY per SCU·h."
+    if tick_fen and price_fen % tick_fen:
+        return None, f"Must be a multiple of the tick, {tick_fen / 100:.2f} CNY."
+    return price_fen, None
+
+
+def _expires_at_parse(raw, info: InstrumentInfo | None) -> tuple[datetime | None, str | None]:
+    if not isinstance(raw, str) or len(raw) > MAX_CODE:
+        return None, "A GTD order needs expires_at as an ISO 8601 time with a zone."
+    try:
+        expires_at = parse_datetime(raw)
+    except ValueError as exc:  # well formed but impossible: month 13, an offset of 99 hours
+        return None, f"Not a real time ({exc})."
+    if expires_at is None or timezone.is_naive(expires_at):
+        return None, "A GTD order needs expires_at as an ISO 8601 time with a zone."
+    if expires_at <= timezone.now():
+        return None, "Must be in the future."
+    # An order expires at gate closure whatever it asks for; a later time would only be a
+    # value the store, the engine and the answer must carry (year 9999 and beyond).
+    if info is not None and expires_at > info.gate_closure_at:
+        return None, f"Must be at or before the instrument's gate closure, {info.gate_closure_at.isoformat()}."
+    return expires_at, None
+
+
+def _choice(value, choices) -> bool:
+    return isinstance(value, str) and value in choices
+
+
 def order_request_parse(data: dict, *, actor: Actor, lookup=None) -> OrderRequest:
     """Check one order's fields; the caller has already checked the actor may trade.
 
+    Any JSON value in any field ends in an OrderRequest or an AppError 400 naming the
+    field, and nothing that passes can fail in SQL: text is storable, amounts are bounded.
     ``lookup`` finds instruments by code (default: the directory, which may query once).
     """
     lookup = lookup or instruments.get
@@ -125,17 +184,19 @@ def order_request_parse(data: dict, *, actor: Actor, lookup=None) -> OrderReques
         raise _invalid({"non_field_errors": "Each order must be a JSON object."})
     fields: dict[str, str] = {}
     code = data.get("instrument")
-    info = lookup(code) if isinstance(code, str) else None
+    storable = isinstance(code, str) and len(code) <= MAX_CODE and text_problem(code) is None
+    info = lookup(code) if storable else None
     if info is None:
-        fields["instrument"] = f"Unknown instrument {code!r}; list them at /api/v1/instruments/." if code else "Required."
+        fields["instrument"] = (f"Unknown instrument {code!r:.80}; list them at /api/v1/instruments/." if code
+                                else "Required.")
     side = data.get("side")
-    if side not in ("buy", "sell"):
+    if not _choice(side, ("buy", "sell")):
         fields["side"] = "Must be 'buy' or 'sell'."
     order_type = data.get("type", "limit")
-    if order_type not in ("limit", "market"):
+    if not _choice(order_type, ("limit", "market")):
         fields["type"] = "Must be 'limit' or 'market'."
     tif = data.get("tif", "IOC" if order_type == "market" else "GTC")
-    if tif not in TIFS:
+    if not _choice(tif, TIFS):
         fields["tif"] = "Must be one of GTC, GTD, IOC, FOK."
     elif order_type == "market" and tif not in ("IOC", "FOK"):
         fields["tif"] = "A market order is IOC or FOK."
@@ -151,15 +212,9 @@ def order_request_parse(data: dict, *, actor: Actor, lookup=None) -> OrderReques
         if raw_price is None:
             fields["price"] = "A limit order needs a price in CNY per SCU·h, e.g. \"18.50\"."
         else:
-            try:
-                price_fen = fen_from_cny(raw_price)
-            except ValueError as exc:
-                fields["price"] = str(exc).capitalize() + "."
-            else:
-                if price_fen <= 0:
-                    fields["price"] = "Must be greater than zero."
-                elif info and price_fen % info.tick_fen:
-                    fields["price"] = f"Must be a multiple of the tick, {info.tick_fen / 100:.2f} CNY."
+            price_fen, problem = price_fen_parse(raw_price, tick_fen=info.tick_fen if info else None)
+            if problem:
+                fields["price"] = problem
     elif data.get("price") is not None:
         fields["price"] = "A market order takes no price; use protect_ticks to bound it."
 
@@ -171,12 +226,9 @@ def order_request_parse(data: dict, *, actor: Actor, lookup=None) -> OrderReques
 
     expires_at = None
     if tif == "GTD":
-        raw = data.get("expires_at")
-        expires_at = parse_datetime(raw) if isinstance(raw, str) else None
-        if expires_at is None or timezone.is_naive(expires_at):
-            fields["expires_at"] = "A GTD order needs expires_at as an ISO 8601 time with a zone."
-        elif expires_at <= timezone.now():
-            fields["expires_at"] = "Must be in the future."
+        expires_at, problem = _expires_at_parse(data.get("expires_at"), info)
+        if problem:
+            fields["expires_at"] = problem
     elif data.get("expires_at") is not None:
         fields["expires_at"] = "Only GTD orders take expires_at."
 
@@ -189,9 +241,12 @@ def order_request_parse(data: dict, *, actor: Actor, lookup=None) -> OrderReques
         client_order_id = uuid.uuid4().hex
     elif not isinstance(client_order_id, str) or not (1 <= len(client_order_id) <= 64):
         fields["client_order_id"] = "A string of 1 to 64 characters."
+    elif problem := text_problem(client_order_id):
+        fields["client_order_id"] = problem
     unknown = data.keys() - ORDER_FIELDS
     if unknown:
-        fields["non_field_errors"] = f"Unknown field(s): {', '.join(sorted(unknown))}."
+        names = ", ".join(sorted(repr(name) if text_problem(name) else name for name in unknown))
+        fields["non_field_errors"] = f"Unknown field(s): {names:.200}."
     if fields:
         raise _invalid(fields)
     return OrderRequest(
@@ -302,3 +357,31 @@ def orders_submit(requests: list[OrderRequest]) -> list[OrderResult]:
     with connection.cursor() as cursor:
         cursor.execute(PLACE_SQL, place_params(requests))
         return results_from_rows(cursor.fetchall(), len(requests))
+
+
+def orders_submit_isolating(requests: list[OrderRequest]) -> list[OrderResult]:
+    """orders_submit for a batch, where one order the statement cannot take fails alone.
+
+    Each statement runs in a savepoint; one that fails is tried again in halves until
+    the order that breaks it is alone, and that order gets FAILED (as the fast route's
+    group commit does). A lost connection fails the whole batch: that is no order's fault.
+    Call inside a transaction.
+    """
+    results: list[OrderResult | None] = [None] * len(requests)
+    parts = [(0, len(requests))] if requests else []
+    while parts:
+        lo, hi = parts.pop()
+        try:
+            with transaction.atomic():
+                results[lo:hi] = orders_submit(requests[lo:hi])
+        except (OperationalError, InterfaceError):
+            raise
+        except Exception as exc:
+            if hi - lo > 1:
+                log.warning("order batch refused (%s); trying its halves", exc)
+                mid = (lo + hi) // 2
+                parts += [(mid, hi), (lo, mid)]
+            else:
+                log.exception("order refused by the database past validation: %r", requests[lo])
+                results[lo] = OrderResult(order_id=None, code=FAILED)
+    return results  # type: ignore[return-value]

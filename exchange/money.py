@@ -5,21 +5,38 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 
 FEN = Decimal("0.01")
+# 10^15 fen (10 trillion CNY): any one amount a person can mean, with room for thousands
+# of them in one bigint balance.
+MAX_AMOUNT_FEN = 10**15
+MAX_TEXT = 32
 
 
 def fen_from_cny(value) -> int:
-    """``"12.34"`` → 1234. Refuses floats (inexact) and more than two decimal places."""
+    """``"12.34"`` → 1234. Refuses floats (inexact), more than two decimal places, and
+    amounts beyond ``MAX_AMOUNT_FEN`` (so no sum of a few of them overflows a bigint)."""
     if isinstance(value, float):
         raise ValueError("send amounts as strings or integers, not floating point numbers")
+    if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
+        raise ValueError("send amounts as decimal strings, e.g. \"18.50\"")
+    if isinstance(value, int) and abs(value) > MAX_AMOUNT_FEN // 100:
+        raise ValueError("the amount is out of range")
+    text = str(value).strip()
+    # Decimal reads any length; a figure no amount needs is refused before the work.
+    if len(text) > MAX_TEXT:
+        raise ValueError(f"{text[:20]}… is too long for an amount")
     try:
-        amount = Decimal(str(value).strip())
+        amount = Decimal(text)
+        if not amount.is_finite():
+            raise ValueError
+        quantized = amount.quantize(FEN)
     except (InvalidOperation, ValueError):
-        raise ValueError(f"{value!r} is not a number") from None
-    if not amount.is_finite():
-        raise ValueError(f"{value!r} is not a number")
-    if amount != amount.quantize(FEN):
-        raise ValueError(f"{value} has more than two decimal places (the tick is 0.01 CNY)")
-    return int(amount * 100)
+        raise ValueError(f"{text!r} is not an amount") from None
+    if amount != quantized:
+        raise ValueError(f"{text} has more than two decimal places (the tick is 0.01 CNY)")
+    fen = int(quantized * 100)
+    if abs(fen) > MAX_AMOUNT_FEN:
+        raise ValueError("the amount is out of range")
+    return fen
 
 
 def cny(fen: int | None) -> str | None:

@@ -7,9 +7,11 @@ from django.db import connection, transaction
 from accounts.access import Actor, check_actor, refresh_actor
 from exchange import ledger
 from exchange.errors import AppError, NotFound
-from exchange.gateway import batch_outcomes, batch_plan, order_request_parse, orders_submit, rejection
+from exchange.gateway import (
+    batch_outcomes, batch_plan, order_request_parse, orders_submit, orders_submit_isolating, price_fen_parse,
+    rejection,
+)
 from exchange.models import FeeTier, InboxCommand, Instrument, MemberTier, Order
-from exchange.money import fen_from_cny
 
 
 
@@ -39,7 +41,7 @@ def orders_place_batch(*, actor: Actor, items: list) -> list[dict]:
     check_actor(refresh_actor(actor), scope="trade", acting=True)
     plan = batch_plan(items, actor=actor)
     with transaction.atomic():
-        results = orders_submit(plan.requests)
+        results = orders_submit_isolating(plan.requests)
     return batch_outcomes(plan, results)
 
 
@@ -105,18 +107,17 @@ def order_amend(*, actor: Actor, order_id: int, data: dict) -> Order:
     the order is gone by then. One change per order is in flight at a time.
     """
     check_actor(refresh_actor(actor), scope="trade", acting=True)
+    if not isinstance(data, dict):
+        raise AppError("invalid", "Send a JSON object with a new price, a new qty, or both.")
     fields = {}
     unknown = set(data) - {"price", "qty"}
     if unknown:
         fields["non_field_errors"] = f"Only price and qty can be amended (got {', '.join(sorted(unknown))})."
     new_price = None
     if data.get("price") is not None:
-        try:
-            new_price = fen_from_cny(data["price"])
-            if new_price <= 0:
-                raise ValueError("must be greater than zero")
-        except ValueError as exc:
-            fields["price"] = str(exc).capitalize() + "."
+        new_price, problem = price_fen_parse(data["price"], tick_fen=None)
+        if problem:
+            fields["price"] = problem
     new_qty = data.get("qty")
     if new_qty is not None and (isinstance(new_qty, bool) or not isinstance(new_qty, int) or new_qty <= 0):
         fields["qty"] = "A whole number of SCU·h greater than zero."
