@@ -81,7 +81,7 @@ class Apply:
                 rows.append((
                     Action.MARKET if order.type == Order.Type.MARKET else Action.LIMIT, order.id, order.owner_id,
                     Side.BUY if order.side == "buy" else Side.SELL, (order.price_fen or 0) // tick, order.remaining,
-                    TIF_CODES[order.tif], int(order.post_only), micros(order.expires_at) if order.expires_at else 0,
+                    TIF_CODES[order.tif], int(order.post_only), order.expiry_us,
                     now, order.protect_ticks,
                 ))
             elif action == CANCEL:

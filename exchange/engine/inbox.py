@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from django.db import connection
+from django.db.models.expressions import RawSQL
 
 import matching
 from exchange import market_data
@@ -27,17 +28,26 @@ def band_ticks(instrument: Instrument) -> int:
     return max(1, instrument.reference_price_fen * instrument.band_bps // 10000) // instrument.tick_fen
 
 
+# An order's expiry as the books take it: epoch microseconds, 0 for none, computed by
+# PostgreSQL so that no stored value can fail to convert (a timestamp past year 9999, or
+# infinity, is valid there and not in Python). Clamped to [1, the end of year 9999 UTC]: a
+# GTD expiry that far away never comes, and one before 1970 stays in the past, so the book
+# refuses it as expired rather than reading 0 as "no expiry".
+# (GREATEST and LEAST skip NULLs, hence the CASE.)
+EXPIRY_US_SQL = ("CASE WHEN {column} IS NULL THEN 0 ELSE LEAST(GREATEST(floor(extract(epoch FROM {column}) "
+                 "* 1000000), 1), 253402300799999999)::bigint END")
+
 PENDING_SQL = """
     SELECT i.seq, i.instrument_id, i.action, i.order_id, i.new_price_fen, i.new_qty, i.extra_hold_fen,
            i.new_hold_per_lot_fen, o.organisation_id, o.owner_id, o.side, o.type, o.tif, o.post_only, o.price_fen,
-           o.remaining, o.expires_at, o.protect_ticks, o.hold_per_lot_fen, o.held_fen
+           o.remaining, {expiry}, o.protect_ticks, o.hold_per_lot_fen, o.held_fen
     FROM exchange_inboxcommand i LEFT JOIN exchange_order o ON o.id = i.order_id
     WHERE i.seq = ANY(ARRAY((SELECT seq FROM exchange_inboxcommand
                              WHERE processed_at IS NULL{shard} ORDER BY seq LIMIT %(reach)s)
                             EXCEPT SELECT unnest(%(exclude)s::bigint[])
                             ORDER BY 1 LIMIT %(limit)s))
     ORDER BY i.seq
-"""
+""".replace("{expiry}", EXPIRY_US_SQL.format(column="o.expires_at"))
 
 
 @dataclass(slots=True)
@@ -53,7 +63,7 @@ class OrderRow:
     post_only: bool
     price_fen: int | None
     remaining: int
-    expires_at: object
+    expiry_us: int  # epoch microseconds, 0 for none (EXPIRY_US_SQL)
     protect_ticks: int
     hold_per_lot_fen: int
     held_fen: int
@@ -114,13 +124,14 @@ class Inbox:
                 instrument=instrument, status__in=(Order.Status.OPEN, Order.Status.PARTIALLY_FILLED)
             )
             .order_by("priority_seq", "id")
-            .values_list("id", "owner_id", "side", "price_fen", "remaining", "expires_at", "post_only",
+            .annotate(expiry_us=RawSQL(EXPIRY_US_SQL.format(column='"exchange_order"."expires_at"'), ()))
+            .values_list("id", "owner_id", "side", "price_fen", "remaining", "expiry_us", "post_only",
                          "organisation_id", "hold_per_lot_fen", "held_fen")
         )
         resting = np.zeros(len(rows), dtype=matching.types.ORDER_DTYPE)
-        for i, (oid, owner, side, price, remaining, expires, post_only, org, per_lot, held) in enumerate(rows):
+        for i, (oid, owner, side, price, remaining, expiry_us, post_only, org, per_lot, held) in enumerate(rows):
             resting[i] = (oid, owner, Side.BUY if side == "buy" else Side.SELL, price // instrument.tick_fen,
-                          remaining, micros(expires) if expires else 0, int(post_only))
+                          remaining, expiry_us, int(post_only))
             self.live[oid] = LiveOrder(oid, org, instrument.id, side, per_lot, remaining, held)
         collecting = instrument.state in (Instrument.State.PRE_OPEN, Instrument.State.AUCTION)
         self.books[instrument.id] = matching.Book.from_orders(

@@ -34,6 +34,16 @@ QUARANTINE_AFTER = 3
 CONNECTION_ERRORS = (OperationalError, InterfaceError)
 ADVISORY_LOCK_CLASS = 0x6378  # "cx": first key of pg_advisory_lock(int, int)
 
+FIRST_PENDING_SQL = ("SELECT seq FROM exchange_inboxcommand WHERE processed_at IS NULL{shard} "
+                     "ORDER BY seq LIMIT 1")
+# What setting a command aside needs: ids, integers and codes the exchange wrote itself.
+SET_ASIDE_SQL = """
+    SELECT i.seq, i.instrument_id, i.action, i.order_id, i.extra_hold_fen, o.organisation_id, o.side, o.status,
+           o.remaining, o.held_fen, o.hold_per_lot_fen
+    FROM exchange_inboxcommand i LEFT JOIN exchange_order o ON o.id = i.order_id
+    WHERE i.seq = %s
+"""
+
 
 def transient(exc: BaseException) -> bool:
     """PostgreSQL refused the transaction for the moment (SQLSTATE class 40: a deadlock, a
@@ -220,10 +230,10 @@ class EngineRunner(Inbox, Apply, Write, Events):
 
     def quarantine_failing_command(self) -> PendingCommand | None:
         """Find the first pending command that fails alone and set it aside so that the shard
-        goes on (``QUARANTINE_AFTER``); return it, or None if every command went through this
-        time. Batches halve after each failure and keep their size after a success (the
-        commands before the failing one are processed on the way): about 2 × log2(batch size)
-        steps, not one per command."""
+        goes on (``QUARANTINE_AFTER``); return it (ids only), or None if every command went
+        through this time. Batches halve after each failure and keep their size after a
+        success (the commands before the failing one are processed on the way): about
+        2 × log2(batch size) steps, not one per command."""
         batch_size = self.batch_size
         self.batch_size = max(1, batch_size // 2)
         try:
@@ -237,29 +247,56 @@ class EngineRunner(Inbox, Apply, Write, Events):
                     if self.batch_size > 1:
                         self.batch_size = max(1, self.batch_size // 2)
                         continue
-                    pending = self._pending()  # the failed step wrote nothing: its command is first
-                    if not pending:
+                    seq = self._first_pending_seq()  # the failed step wrote nothing: its command is first
+                    if seq is None:
                         raise
-                    self._quarantine(pending[0], exc)
-                    return pending[0]
+                    return self._quarantine(seq, exc)
         finally:
             self.batch_size = batch_size
 
-    def _quarantine(self, command: PendingCommand, error: Exception) -> None:
-        """Mark ``command`` processed without matching it: a new order is rejected with reason
-        ``engine_error`` and its hold given back; an amendment's extra hold goes back."""
+    def _first_pending_seq(self) -> int | None:
+        shard = " AND instrument_id %% %(shards)s = %(shard)s" if self.shards > 1 else ""
+        with connection.cursor() as cursor:
+            cursor.execute(FIRST_PENDING_SQL.format(shard=shard), {"shards": self.shards, "shard": self.shard})
+            row = cursor.fetchone()
+        return row[0] if row else None
+
+    def _quarantine(self, seq: int, error: Exception) -> PendingCommand:
+        """Mark the command ``seq`` processed without matching it: a new order is rejected with
+        reason ``engine_error`` and its hold (or capacity) given back; an amendment's extra
+        hold goes back.
+
+        It reads only ids, integers and the engine's own codes, never what made the command
+        fail (a price, an expiry, a time in force), so the content that stopped the batch
+        cannot stop this too. If the rejection cannot be written either, the command is still
+        marked processed and logged for an operator: one order left as it was is better than
+        a shard that stops for every instrument."""
+        with connection.cursor() as cursor:
+            cursor.execute(SET_ASIDE_SQL, [seq])
+            (seq, instrument_id, action, order_id, extra_hold, org, side, status, remaining, held,
+             per_lot) = cursor.fetchone()
+        command = PendingCommand(seq, instrument_id, action, order_id, None, None, extra_hold or 0, None)
         log.error("inbox command %s (%s, order %s) fails every time (%r); rejected and set aside",
-                  command.seq, command.action, command.order_id, error)
-        writes = BatchWrites()
-        order = command.order
-        if command.action == InboxCommand.Action.NEW and order is not None:
-            self._release(writes, order.live(command.instrument_id))
-            self._update(writes, order.id, status=Order.Status.REJECTED, reason="engine_error")
-        elif command.action == InboxCommand.Action.AMEND and command.extra_hold_fen and order is not None:
-            writes.releases.append((command.order_id, order.organisation_id, command.extra_hold_fen))
-        self._finalise(writes)
-        with transaction.atomic():
-            self._write_batch([command], writes)
+                  seq, action, order_id, error)
+        try:
+            writes = BatchWrites()
+            if action == InboxCommand.Action.NEW and org is not None and status == Order.Status.ACCEPTED:
+                order = LiveOrder(order_id, org, instrument_id, side, per_lot, remaining, held)
+                self._release(writes, order)
+                self._update(writes, order_id, status=Order.Status.REJECTED, reason="engine_error")
+            elif action == InboxCommand.Action.AMEND and extra_hold and org is not None:
+                writes.releases.append((order_id, org, extra_hold))
+            self._finalise(writes)
+            with transaction.atomic():
+                self._write_batch([command], writes)
+        except Exception as exc:
+            if connection_lost(exc) or transient(exc):
+                raise
+            log.critical("inbox command %s (%s, order %s) could not even be rejected (%r); marked processed "
+                         "as it is, for an operator to repair", seq, action, order_id, exc)
+            with transaction.atomic():
+                self._mark_processed([command])
+        return command
 
     # loop
 
