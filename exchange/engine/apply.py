@@ -38,8 +38,11 @@ class Apply:
         for command in commands:
             by_instrument.setdefault(command.instrument_id, []).append(command)
         fees = self._fee_rates(commands)
+        for instrument_id in by_instrument:
+            self.book_for(instrument_id)
+        self._read_halts(by_instrument)
         for instrument_id, batch in by_instrument.items():
-            book = self.book_for(instrument_id)
+            book = self.books[instrument_id]
             instrument = self.instruments[instrument_id]
             array, sources = self._commands(instrument, book, batch, writes)
             events = book.process(array) if len(array) else np.zeros(0, dtype=matching.types.EVENT_DTYPE)
@@ -92,13 +95,17 @@ class Apply:
                 if command.new_price_fen:
                     updates.setdefault(command.order_id, {})["priority_seq"] = command.seq
             elif action == InboxCommand.Action.UNCROSS:
-                if book.mode == Mode.AUCTION:
-                    rows.append((Action.UNCROSS, 0, 0, 0, 0, 0, 0, 0, 0, now, 0))
+                if instrument.state == Instrument.State.HALTED:
+                    continue  # due before the halt: the auction after resuming uncrosses
                 writes.instrument_changes.setdefault(instrument.id, {}).update(
                     state=Instrument.State.CONTINUOUS, auction_ends_at=None)
+                if book.mode != Mode.AUCTION:
+                    continue  # nothing for the book (sources[i] must stay the command of row i)
+                rows.append((Action.UNCROSS, 0, 0, 0, 0, 0, 0, 0, 0, now, 0))
             elif action == InboxCommand.Action.AUCTION:
-                if book.mode == Mode.CONTINUOUS:
-                    rows.append((Action.SET_AUCTION, 0, 0, 0, 0, 0, 0, 0, 0, now, 0))
+                if book.mode != Mode.CONTINUOUS:
+                    continue  # already collecting (an auction, or halted)
+                rows.append((Action.SET_AUCTION, 0, 0, 0, 0, 0, 0, 0, 0, now, 0))
             elif action == InboxCommand.Action.EXPIRE:
                 rows.append((Action.EXPIRE, 0, 0, 0, 0, 0, 0, 0, 0, now, 0))
             elif action == InboxCommand.Action.CLOSE:

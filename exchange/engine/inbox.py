@@ -13,9 +13,11 @@ import matching
 from exchange import market_data
 from exchange.db import pg_array
 from exchange.models import Instrument, LedgerAccount, Order
-from matching.types import Mode, Side
+from matching.types import Action, Mode, Side
 
 ACTIVE_STATES = (Instrument.State.PRE_OPEN, Instrument.State.CONTINUOUS, Instrument.State.AUCTION, Instrument.State.HALTED)
+# The book collects orders without matching them: before an auction uncrosses, and while halted.
+COLLECTING_STATES = (Instrument.State.PRE_OPEN, Instrument.State.AUCTION, Instrument.State.HALTED)
 
 
 def micros(dt) -> int:
@@ -133,7 +135,7 @@ class Inbox:
             resting[i] = (oid, owner, Side.BUY if side == "buy" else Side.SELL, price // instrument.tick_fen,
                           remaining, expiry_us, int(post_only))
             self.live[oid] = LiveOrder(oid, org, instrument.id, side, per_lot, remaining, held)
-        collecting = instrument.state in (Instrument.State.PRE_OPEN, Instrument.State.AUCTION)
+        collecting = instrument.state in COLLECTING_STATES
         self.books[instrument.id] = matching.Book.from_orders(
             resting,
             ref_price=(instrument.reference_price_fen or 0) // instrument.tick_fen,
@@ -141,6 +143,29 @@ class Inbox:
             mode=Mode.AUCTION if collecting else Mode.CONTINUOUS,
         )
         self.instruments[instrument.id] = instrument
+
+    def _read_halts(self, instrument_ids) -> None:
+        """Bring the books' instruments up to date with halts and resumptions.
+
+        Halting and resuming are the regulator's, written to the instrument row outside the
+        inbox; read before every batch, a halt stops matching for every command processed
+        after it commits, orders that were already waiting in the inbox included. A halted
+        book collects (auction mode) and stays so on resume, whose call auction uncrosses
+        it. Only these two moves are read: every other state is the engine's own and may
+        be ahead of the row while the previous batch is still being written."""
+        halted = Instrument.State.HALTED
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT id, state, auction_ends_at FROM exchange_instrument WHERE id = ANY(%s)",
+                           [pg_array(sorted(instrument_ids))])
+            rows = cursor.fetchall()
+        for instrument_id, state, auction_ends_at in rows:
+            instrument = self.instruments[instrument_id]
+            if instrument.state == Instrument.State.CLOSED or (state == halted) == (instrument.state == halted):
+                continue
+            instrument.state, instrument.auction_ends_at = state, auction_ends_at
+            book = self.books[instrument_id]
+            if state == halted and book.mode == Mode.CONTINUOUS:
+                book.process(matching.types.make_commands([{"action": Action.SET_AUCTION}]))
 
     def book_for(self, instrument_id: int) -> matching.Book:
         if instrument_id not in self.books:

@@ -80,6 +80,13 @@ class Write:
         if trades:
             allocate(trades, writes.instrument_codes)
         for instrument_id, fields in sorted(writes.instrument_rows.items()):
+            if fields.get("state") not in (None, Instrument.State.CLOSED):
+                # A halt written since the batch read the states wins over the state the batch
+                # reached (an auction, or its end); the next batch reads it. Gate closure wins
+                # over a halt.
+                fields = dict(fields)
+                moved = {name: fields.pop(name) for name in ("state", "auction_ends_at") if name in fields}
+                Instrument.objects.filter(pk=instrument_id).exclude(state=Instrument.State.HALTED).update(**moved)
             Instrument.objects.filter(pk=instrument_id).update(**fields)
         self._number_private_events(writes)
         # Last, just before the commit: the rows order entry locks too (accounts, then capacity
