@@ -8,7 +8,7 @@ from accounts.access import actor_from_user
 from exchange import ledger
 from exchange.engine import EngineRunner
 from exchange.models import CapacityPosition, InboxCommand, Order, Trade
-from exchange.services import order_place
+from exchange.services import order_amend, order_place
 from tests.exchange.conftest import list_capacity, make_instrument
 
 # Past year 9999 in UTC: PostgreSQL stores it, Python's datetime cannot hold it.
@@ -126,3 +126,24 @@ def test_a_set_aside_that_cannot_be_written_still_marks_the_command_processed(tr
     assert Trade.objects.filter(buy_order=bid, sell_order=ask, qty=5).exists()
     assert Order.objects.get(pk=broken.pk).status == Order.Status.ACCEPTED  # left for an operator, logged
     assert CapacityPosition.objects.get(organisation=provider.organisation, instrument=instrument).held >= 0
+
+
+def test_a_command_that_gives_the_book_nothing_does_not_shift_the_ones_after_it(traders):
+    """An uncross of a book that is not in an auction (say, one queued twice) is a no-op for
+    the book; the commands after it in the batch must still be matched with their own rows."""
+    buyer, provider, instrument = traders
+    runner = EngineRunner()
+    runner.load()
+    bidder = actor_from_user(buyer.user)
+    resting, _ = order_place(actor=bidder, data={"instrument": instrument.code, "side": "buy", "price": "19.00",
+                                                 "qty": 5})
+    runner.step()
+    InboxCommand.objects.create(instrument=instrument, action=InboxCommand.Action.UNCROSS)
+    order_amend(actor=bidder, order_id=resting.id, data={"qty": 2})
+    ask, bid = _crossing_pair(provider, buyer, instrument)
+
+    assert runner.step() == 4
+    assert Order.objects.filter(pk=resting.pk).values_list("remaining", flat=True).get() == 2
+    trade = Trade.objects.get()
+    assert trade.inbox_seq == InboxCommand.objects.get(order=bid, action="new").seq
+    assert ledger.ledger_check() == []
