@@ -2,8 +2,9 @@
 
 State changes that the books must see (uncross, start an auction, close, expire) go
 through the inbox like orders, so the engine applies them in sequence and a restart
-replays them exactly once. Halts act at order entry: a halted instrument refuses new
-orders while its book keeps its resting orders.
+replays them exactly once. A halt is written to the instrument row: order entry refuses
+new orders and amendments while the engine, which reads it before each batch, stops
+matching (the book keeps its resting orders and collects, as in an auction).
 """
 
 from __future__ import annotations
@@ -94,6 +95,10 @@ def instrument_halt(*, instrument: Instrument) -> Instrument:
         raise AppError("wrong_state", f"{instrument.code} is closed.", status_code=409)
     instrument.state = State.HALTED
     instrument.save(update_fields=["state"])
+    # The engine reads the halt before its next batch; this command makes that batch come
+    # now, so the halt stops matching at once and market data shows it (the book collects
+    # from here, as in an auction).
+    _enqueue(instrument.id, Action.AUCTION)
     return instrument
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db import connection, transaction
+from django.utils import timezone
 
 from accounts.access import Actor, check_actor, refresh_actor
 from exchange import ledger
@@ -45,11 +46,17 @@ def orders_place_batch(*, actor: Actor, items: list) -> list[dict]:
     return batch_outcomes(plan, results)
 
 
-def _live_order(actor: Actor, order_id: int) -> Order:
+def _live_order(actor: Actor, order_id: int, *, amend: bool = False) -> Order:
     """The caller's live order, with the order's change lock held until commit.
 
     An advisory lock, not a row lock: the engine updates order rows while holding ledger
     locks, and a row lock here taken before a ledger lock could deadlock with it.
+
+    The instrument's state is read now, as order entry reads it: no change once gate
+    closure has passed (the engine cancels everything then), and no amendment while the
+    instrument is halted — an amended price could cross and trade the moment the market
+    resumes. Cancels stay allowed while halted, so that a trader can pull orders out of a
+    market that stopped.
     """
     if not 0 < order_id < 2**63:  # no such order, and no bigint to lock
         raise NotFound("No order with that id belongs to your organisation.")
@@ -63,8 +70,11 @@ def _live_order(actor: Actor, order_id: int) -> Order:
         raise NotFound("No order with that id belongs to your organisation.")
     if order.status not in Order.LIVE:
         raise AppError("order_not_live", f"The order is {order.status}; only live orders can be changed.", status_code=409)
-    if order.instrument.state == Instrument.State.CLOSED:
+    if order.instrument.state == Instrument.State.CLOSED or order.instrument.gate_closure_at <= timezone.now():
         raise AppError("gate_closed", "Gate closure has passed for this instrument.", status_code=409)
+    if amend and order.instrument.state == Instrument.State.HALTED:
+        raise AppError("instrument_halted", "Trading in this instrument is halted by the regulator; orders can be "
+                       "cancelled but not amended until it resumes.", status_code=409)
     if InboxCommand.objects.filter(order=order, processed_at__isnull=True).exclude(action=InboxCommand.Action.NEW).exists():
         raise AppError("change_pending", "A cancel or amendment of this order is still being processed; try again in a moment.",
                        status_code=409)
@@ -126,7 +136,7 @@ def order_amend(*, actor: Actor, order_id: int, data: dict) -> Order:
     if fields:
         raise AppError("invalid", "The amendment is not valid.", fields=fields)
     with transaction.atomic():
-        order = _live_order(actor, order_id)
+        order = _live_order(actor, order_id, amend=True)
         if order.type == Order.Type.MARKET:
             raise AppError("invalid", "Market orders cannot be amended.")
         if new_price is not None and new_price % order.instrument.tick_fen:

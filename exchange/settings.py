@@ -211,6 +211,8 @@ ENGINE_BATCH_INTERVAL_MS = env_int("ENGINE_BATCH_INTERVAL_MS", 20)
 # batch's fixed statements thinner (bench/engine.py: about 16,000 orders/s at 5,000 and
 # about 20,000 at 20,000); below saturation batches hold what arrived in one interval anyway.
 ENGINE_BATCH_SIZE = env_int("ENGINE_BATCH_SIZE", 20000)
+# /healthz answers 503 once the oldest unprocessed inbox command has waited longer than this.
+HEALTH_ENGINE_LAG_SECONDS = env_int("HEALTH_ENGINE_LAG_SECONDS", 30)
 
 THROTTLE_MARKETPLACE_WRITE = env_str("THROTTLE_MARKETPLACE_WRITE", "300/min")
 

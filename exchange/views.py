@@ -41,6 +41,20 @@ def _database_ok() -> str | None:
     return None
 
 
+def _engine_lag() -> float | None:
+    """Seconds the oldest unprocessed inbox command has waited, or None if none waits.
+
+    Every shard's engine takes its commands in sequence order, so a runner that stopped or
+    fell behind shows here however its process looks from outside (a runner looping on one
+    command is alive, yet the inbox grows behind it)."""
+    with connection.cursor() as cursor:
+        # ORDER BY seq: the partial index of pending commands answers it without a scan.
+        cursor.execute("SELECT extract(epoch FROM clock_timestamp() - created_at)::float8 FROM exchange_inboxcommand "
+                       "WHERE processed_at IS NULL ORDER BY seq LIMIT 1")
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
 async def _channel_layer_ok() -> str | None:
     layer = get_channel_layer()
     try:
@@ -55,17 +69,27 @@ async def _channel_layer_ok() -> str | None:
 
 
 async def healthz(request):
-    """Database and channel layer both reachable → 200, else 503 naming what failed."""
+    """Database and channel layer reachable and the engine keeping up with its inbox → 200,
+    else 503 naming what failed (``HEALTH_ENGINE_LAG_SECONDS``)."""
     started = time.monotonic()
     problems = {}
+    lag = None
     if error := await sync_to_async(_database_ok)():
         problems["database"] = error
+    else:
+        lag = await sync_to_async(_engine_lag)()
+        limit = settings.HEALTH_ENGINE_LAG_SECONDS
+        if lag is not None and lag > limit:
+            problems["engine"] = (f"behind: the oldest unprocessed inbox command has waited {lag:.0f} s "
+                                  f"(more than {limit} s)")
     if error := await _channel_layer_ok():
         problems["channel_layer"] = error
     body = {
         "status": "ok" if not problems else "unavailable",
         "database": "ok" if "database" not in problems else problems["database"],
         "channel_layer": "ok" if "channel_layer" not in problems else problems["channel_layer"],
+        "engine": problems.get("engine", "ok" if "database" not in problems else "unknown"),
+        "engine_lag_s": round(lag or 0.0, 1),
         "elapsed_ms": round((time.monotonic() - started) * 1000, 1),
     }
     return JsonResponse(body, status=200 if not problems else 503)

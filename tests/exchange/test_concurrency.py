@@ -95,7 +95,7 @@ class Crash(Exception):
     pass
 
 
-@pytest.mark.parametrize("where", ["exchange.engine.allocate", "exchange.market_data.build_update",
+@pytest.mark.parametrize("where", ["exchange.engine.write.allocate", "exchange.market_data.build_update",
                                    "exchange.engine.EngineRunner._write_orders"])
 def test_a_runner_that_dies_mid_batch_loses_nothing_and_doubles_nothing(buyer, provider, fee_tier, monkeypatch, where):
     instrument = make_instrument()

@@ -28,6 +28,30 @@ def test_healthz_is_503_when_the_channel_layer_is_unreachable(client, settings):
     assert response.json()["channel_layer"] != "ok"
 
 
+def test_healthz_is_503_when_the_engine_is_not_keeping_up(client, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from exchange.models import InboxCommand
+    from tests.exchange.conftest import make_instrument
+
+    settings.HEALTH_ENGINE_LAG_SECONDS = 30
+    command = InboxCommand.objects.create(instrument=make_instrument(), action=InboxCommand.Action.EXPIRE)
+    InboxCommand.objects.filter(pk=command.pk).update(created_at=timezone.now() - timedelta(seconds=20))
+    assert client.get("/healthz").status_code == 200  # waiting, but within the threshold
+
+    InboxCommand.objects.filter(pk=command.pk).update(created_at=timezone.now() - timedelta(seconds=90))
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["status"] == "unavailable" and response.json()["database"] == "ok"
+    assert response.json()["engine"].startswith("behind:")
+    assert 90 <= response.json()["engine_lag_s"] < 120
+
+    InboxCommand.objects.filter(pk=command.pk).update(processed_at=timezone.now())
+    assert client.get("/healthz").json()["engine"] == "ok"
+
+
 def test_unknown_api_url_is_a_json_404(client):
     response = client.get("/api/v1/no-such-thing/")
     assert response.status_code == 404

@@ -1,0 +1,128 @@
+"""A halt reaches every path: amends are refused at entry, and the engine stops matching,
+including orders that were already waiting in the inbox."""
+
+import json
+from datetime import timedelta
+
+import pytest
+import pytest_asyncio
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.db import connections
+from django.utils import timezone
+
+from exchange import ledger
+from exchange.asgi import application
+from exchange.instruments import housekeeping, instrument_halt, instrument_resume
+from exchange.models import InboxCommand, Instrument, Order, Trade
+from tests.conftest import token_client
+from tests.exchange.conftest import drain, list_capacity, make_instrument
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _bid(instrument, price="20.00", qty=5):
+    return {"instrument": instrument.code, "side": "buy", "price": price, "qty": qty}
+
+
+@pytest.fixture
+def resting_bid(fee_tier, funded_buyer, runner):
+    instrument = make_instrument()
+    client = token_client(funded_buyer)
+    order_id = client.post("/api/v1/orders/", _bid(instrument), format="json").data["id"]
+    drain(runner)
+    assert Order.objects.get(pk=order_id).status == Order.Status.OPEN
+    return client, instrument, order_id
+
+
+def test_amends_are_refused_while_halted_and_cancels_are_not(resting_bid):
+    client, instrument, order_id = resting_bid
+    instrument_halt(instrument=instrument)
+    for body in ({"price": "25.00"}, {"qty": 1}):
+        response = client.patch(f"/api/v1/orders/{order_id}/", body, format="json")
+        assert response.status_code == 409 and response.data["code"] == "instrument_halted", body
+    assert not InboxCommand.objects.filter(action="amend").exists()
+    assert ledger.balances(organisation=Order.objects.get(pk=order_id).organisation)["held"] == \
+        Order.objects.get(pk=order_id).held_fen  # no extra hold taken for the refused price
+    # A trader must be able to pull orders from a halted market.
+    assert client.delete(f"/api/v1/orders/{order_id}/").status_code == 202
+
+
+def test_amends_and_cancels_are_refused_once_gate_closure_has_passed(resting_bid):
+    client, instrument, order_id = resting_bid
+    # Gate closure passed; the engine has not closed the instrument yet (its state is still continuous).
+    Instrument.objects.filter(pk=instrument.pk).update(gate_closure_at=timezone.now() - timedelta(seconds=1))
+    response = client.patch(f"/api/v1/orders/{order_id}/", {"price": "25.00"}, format="json")
+    assert response.status_code == 409 and response.data["code"] == "gate_closed"
+    assert client.delete(f"/api/v1/orders/{order_id}/").status_code == 409
+    assert not InboxCommand.objects.exclude(action="new").exists()
+
+
+@pytest_asyncio.fixture
+async def _close_connections():
+    yield
+    await sync_to_async(connections.close_all)()
+
+
+@pytest.mark.asyncio
+async def test_a_websocket_amend_is_refused_while_halted_and_a_cancel_is_not(resting_bid, _close_connections):
+    client, instrument, order_id = resting_bid
+    await sync_to_async(instrument_halt)(instrument=instrument)
+    ws = WebsocketCommunicator(application, f"/ws/events/?token={client.raw_token}",
+                               headers=[(b"origin", b"http://127.0.0.1")])
+    connected, _ = await ws.connect()
+    assert connected
+    assert (await ws.receive_json_from(timeout=3))["type"] == "hello"
+    await ws.send_json_to({"action": "amend", "order_id": order_id, "price": "25.00", "request_id": 1})
+    reply = await ws.receive_json_from(timeout=5)
+    assert (reply["type"], reply["code"], reply["request_id"]) == ("error", "instrument_halted", 1)
+    await ws.send_json_to({"action": "cancel", "order_id": order_id, "request_id": 2})
+    reply = await ws.receive_json_from(timeout=5)
+    assert (reply["type"], reply["result"], reply["request_id"]) == ("ack", "cancel_requested", 2)
+    await ws.disconnect()
+    assert not await InboxCommand.objects.filter(action="amend").aexists()
+
+
+def test_a_halt_stops_the_engine_from_matching_orders_already_in_the_inbox(fee_tier, funded_buyer, listed_provider,
+                                                                           instrument, runner):
+    buyer, seller = token_client(funded_buyer), token_client(listed_provider, scopes=("read", "trade", "provide"))
+    ask = seller.post("/api/v1/orders/", {**_bid(instrument), "side": "sell"}, format="json").data["id"]
+    bid = buyer.post("/api/v1/orders/", _bid(instrument), format="json").data["id"]
+    messages = []
+    publish = runner._publish
+    runner._publish = lambda writes: (messages.extend(json.loads(m) for _, m in writes.market_data), publish(writes))
+
+    instrument_halt(instrument=instrument)  # after both orders were accepted, before the engine saw them
+    drain(runner)
+
+    assert not Trade.objects.exists()
+    assert {Order.objects.get(pk=o).status for o in (ask, bid)} == {Order.Status.OPEN}  # resting, not matched
+    assert messages and messages[-1]["state"] == "halted"
+    assert Instrument.objects.get(pk=instrument.pk).state == Instrument.State.HALTED
+
+    # Resuming goes through a call auction, which uncrosses them when it ends.
+    instrument_resume(instrument=instrument)
+    drain(runner)
+    assert not Trade.objects.exists()
+    assert messages[-1]["state"] == "auction"
+    Instrument.objects.filter(pk=instrument.pk).update(auction_ends_at=timezone.now() - timedelta(seconds=1))
+    housekeeping(runner=runner)
+    drain(runner)
+    assert Trade.objects.filter(buy_order_id=bid, sell_order_id=ask, qty=5).exists()
+    assert messages[-1]["state"] == "continuous"
+    assert Instrument.objects.get(pk=instrument.pk).state == Instrument.State.CONTINUOUS
+    assert ledger.ledger_check() == []
+
+
+def test_a_runner_started_while_halted_does_not_match(fee_tier, funded_buyer, listed_provider, instrument):
+    from exchange.engine import EngineRunner
+
+    buyer, seller = token_client(funded_buyer), token_client(listed_provider, scopes=("read", "trade", "provide"))
+    seller.post("/api/v1/orders/", {**_bid(instrument), "side": "sell"}, format="json")
+    buyer.post("/api/v1/orders/", _bid(instrument), format="json")
+    instrument_halt(instrument=instrument)
+    runner = EngineRunner()
+    runner.load()
+    drain(runner)
+    assert not Trade.objects.exists()
+    assert Order.objects.filter(status=Order.Status.OPEN).count() == 2
