@@ -6,13 +6,17 @@ from __future__ import annotations
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from accounts.access import actor_from_token, actor_from_user, check_actor
+from accounts.access import actor_from_token, actor_from_user, actor_refresh, check_actor
 from exchange import services
 from exchange.errors import AppError
 from exchange.events import organisation_group
 from exchange.fanout import direct_connection, hub
 from exchange.market_data import depth_snapshot
 from exchange.models import Instrument
+
+
+# Command refusals after which the socket's credentials are gone for good: the socket closes.
+CREDENTIALS_GONE = frozenset({"token_revoked", "token_expired", "user_inactive", "membership_changed"})
 
 
 def _query(scope) -> dict[str, str]:
@@ -68,12 +72,19 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
         try:
             reply = await self._command(content)
         except AppError as exc:
-            reply = {"type": "error", **exc.as_dict()}
+            reply = {"type": "error", **exc.as_dict(), "request_id": request_id}
+            await self.send_json(reply)
+            if exc.code in CREDENTIALS_GONE:
+                await self.close(code=4401 if exc.status_code == 401 else 4403)
+            return
         reply["request_id"] = request_id
         await self.send_json(reply)
 
     @database_sync_to_async
     def _command(self, content) -> dict:
+        # The socket outlives any check made when it opened: every command acts as the
+        # token, user, membership and organisation are now.
+        self.actor = actor_refresh(self.actor)
         if not isinstance(content, dict):
             raise AppError("invalid", "Send a JSON object with an action.")
         action = content.get("action")

@@ -97,6 +97,9 @@ class OrderResult:
 REJECTIONS: dict[str, tuple[int, str]] = {
     "token_revoked": (401, "The API token was revoked or no longer exists."),
     "token_expired": (401, "The API token has expired; create a new one."),
+    "user_inactive": (401, "The account placing the order is deactivated."),
+    "membership_changed": (403, "Your membership moved to another organisation or was removed; sign in or connect again."),
+    "scope_missing": (403, "This needs the 'trade' scope, and a role that allows trading."),
     "organisation_suspended": (403, "Your organisation is suspended by the regulator; contact the exchange operator."),
     "kyc_pending": (403, "Your organisation is awaiting KYC verification; trading opens once it is verified."),
     "instrument_halted": (409, "Trading in this instrument is halted by the regulator; new orders are refused until it resumes."),

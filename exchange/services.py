@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db import connection, transaction
 
-from accounts.access import Actor, check_actor, refresh_actor
+from accounts.access import Actor, actor_refresh, check_actor
 from exchange import ledger
 from exchange.errors import AppError, NotFound
 from exchange.gateway import batch_outcomes, batch_plan, order_request_parse, orders_submit, rejection
@@ -16,7 +16,7 @@ ORDER_LOCK_CLASS = 0x6F72  # "or": first key of the per-order advisory lock
 
 def order_place(*, actor: Actor, data: dict) -> tuple[Order, bool]:
     """Place one order; return it and whether it is new (False: a repeated client_order_id)."""
-    check_actor(refresh_actor(actor), scope="trade", acting=True)
+    check_actor(actor_refresh(actor), scope="trade", acting=True)
     request = order_request_parse(data, actor=actor)
     with transaction.atomic():
         (result,) = orders_submit([request])
@@ -27,7 +27,7 @@ def order_place(*, actor: Actor, data: dict) -> tuple[Order, bool]:
 
 def orders_place_batch(*, actor: Actor, items: list) -> list[dict]:
     """Place up to MAX_BATCH orders in one transaction, each with its own result."""
-    check_actor(refresh_actor(actor), scope="trade", acting=True)
+    check_actor(actor_refresh(actor), scope="trade", acting=True)
     plan = batch_plan(items, actor=actor)
     with transaction.atomic():
         results = orders_submit(plan.requests)
@@ -65,7 +65,7 @@ def _notify() -> None:
 
 def order_cancel(*, actor: Actor, order_id: int) -> Order:
     """Ask the engine to cancel; repeating it while the cancel is pending changes nothing."""
-    check_actor(refresh_actor(actor), scope="trade", acting=False)
+    check_actor(actor_refresh(actor), scope="trade", acting=False)
     with transaction.atomic():
         order = _live_order(actor, order_id)
         InboxCommand.objects.create(instrument_id=order.instrument_id, action=InboxCommand.Action.CANCEL, order=order)
@@ -93,7 +93,7 @@ def order_amend(*, actor: Actor, order_id: int, data: dict) -> Order:
     to the order, releases whatever the order no longer needs, or gives it all back if
     the order is gone by then. One change per order is in flight at a time.
     """
-    check_actor(refresh_actor(actor), scope="trade", acting=True)
+    check_actor(actor_refresh(actor), scope="trade", acting=True)
     fields = {}
     unknown = set(data) - {"price", "qty"}
     if unknown:
