@@ -313,3 +313,15 @@ async def test_order_entry_checks_a_signed_in_persons_current_membership(change,
     world = await world_make()
     assert await place_as_session(world, change) == code
     assert not await Order.objects.filter(client_order_id="after-change").aexists()
+
+
+@pytest.mark.parametrize("change, close_code", [(token_revoked, 4401), (user_deactivated, 4401), (membership_moved, 4403)])
+async def test_an_events_socket_closes_once_its_credentials_are_gone(change, close_code):
+    world = await world_make()
+    edge = SocketPath(world)
+    await edge.prime()
+    await apply_change(change, world)
+    accepted, _ = await edge.act("place")
+    assert not accepted
+    assert await edge.ws.receive_output(timeout=5) == {"type": "websocket.close", "code": close_code}
+    await edge.close()
