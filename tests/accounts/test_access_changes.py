@@ -325,3 +325,21 @@ async def test_an_events_socket_closes_once_its_credentials_are_gone(change, clo
     assert not accepted
     assert await edge.ws.receive_output(timeout=5) == {"type": "websocket.close", "code": close_code}
     await edge.close()
+
+
+async def test_after_a_move_a_batch_on_the_fast_route_is_placed_for_the_new_organisation_only():
+    world = await world_make()
+
+    def batch(tag):
+        return {"orders": [{"instrument": world.instrument_code, **PLACE, "client_order_id": f"{tag}-{n}"}
+                           for n in range(2)]}
+
+    status, body = await asgi_request("POST", "/api/v1/orders/batch/", batch("before"), world.token)
+    assert status == 200 and [r["status"] for r in body["results"]] == ["accepted", "accepted"], body
+    await apply_change(membership_moved, world)
+    await sync_to_async(ledger.deposit)(organisation=world.other, amount_fen=100_00)
+    status, body = await asgi_request("POST", "/api/v1/orders/batch/", batch("after"), world.token)
+    assert status == 200 and [r["status"] for r in body["results"]] == ["accepted", "accepted"], body
+    placed = await sync_to_async(set)(Order.objects.filter(client_order_id__startswith="after-").values_list(
+        "organisation_id", flat=True))
+    assert placed == {world.other.id}
