@@ -8,6 +8,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.access import check_token_create, check_token_revoke
 from accounts.authentication import ScopedPermission, request_actor
 from accounts.models import ApiToken, Organisation
 from accounts.selectors import token_list
@@ -49,7 +50,8 @@ class TokenOut(serializers.ModelSerializer):
 
 
 class TokenListApi(APIView):
-    """Tokens are managed from a signed-in session or with another token of the same person."""
+    """Tokens are managed from a signed-in session or with another token of the same person;
+    a token creates and revokes only tokens within its own scopes."""
 
     permission_classes = [ScopedPermission]
     write_scope = "read"
@@ -81,8 +83,10 @@ class TokenListApi(APIView):
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        actor = request_actor(request)
+        check_token_create(actor, scopes=data.validated_data["scopes"])
         with transaction.atomic():
-            token, secret = token_create(membership=request_actor(request).membership, **data.validated_data)
+            token, secret = token_create(membership=actor.membership, **data.validated_data)
         out = TokenOut(token).data
         out["token"] = secret
         return Response(out, status=status.HTTP_201_CREATED)
@@ -98,5 +102,6 @@ class TokenDetailApi(APIView):
         token = token_list(user=request.user).filter(pk=token_id).first()
         if token is None:
             raise NotFound("No token with that id belongs to you.")
+        check_token_revoke(request_actor(request), token=token)
         token_revoke(token=token, user=request.user)
         return Response(TokenOut(token).data)

@@ -8,7 +8,8 @@ DEMO_PASSWORD = "demo-pass-2026"
 
 # (organisation, kind, city, beneficial owner, [(e-mail, role)])
 ORGANISATIONS = [
-    ("National Compute Exchange Operations", "operator", "Beijing", None, [("operator@exchange.example", "viewer")]),
+    ("National Compute Exchange Operations", "operator", "Beijing", None,
+     [("operator@exchange.example", "viewer"), ("treasury@exchange.example", "treasurer")]),
     ("Compute Market Supervision Office", "regulator", "Beijing", None, [("supervisor@regulator.example", "regulator")]),
     ("China Compute Benchmark Centre", "attestor", "Beijing", None, [("lab@benchmark.example", "provider_admin")]),
     ("Lingyun AI Labs", "buyer", "Shanghai", None, [("buyer@lingyun.example", "trader")]),

@@ -103,6 +103,8 @@ class Membership(models.Model):
         PROVIDER_ADMIN = "provider_admin", _("Provider admin")
         VIEWER = "viewer", _("Viewer")
         REGULATOR = "regulator", _("Regulator")
+        # The operator's people who record deposits and withdrawals.
+        TREASURER = "treasurer", _("Treasurer")
 
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships")
     organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="memberships")
@@ -127,6 +129,7 @@ class ApiToken(models.Model):
         READ = "read", _("Read")
         TRADE = "trade", _("Trade")
         PROVIDE = "provide", _("Provide")
+        FUNDS = "funds", _("Record funds")
 
     membership = models.ForeignKey(Membership, on_delete=models.CASCADE, related_name="tokens")
     name = models.CharField(max_length=100)

@@ -21,6 +21,7 @@ ROLE_SCOPES: dict[str, set[str]] = {
     Membership.Role.PROVIDER_ADMIN: {"read", "trade", "provide"},
     Membership.Role.VIEWER: {"read"},
     Membership.Role.REGULATOR: {"read"},
+    Membership.Role.TREASURER: {"read", "funds"},
 }
 SIGN_UP_KINDS = {Organisation.Kind.BUYER: Membership.Role.TRADER, Organisation.Kind.PROVIDER: Membership.Role.PROVIDER_ADMIN}
 TOKEN_PREFIX = "cx_"
@@ -146,6 +147,18 @@ def token_revoke(*, token: ApiToken, user: User) -> ApiToken:
     return token
 
 
+def token_check_active(token: ApiToken) -> datetime:
+    """Refuse (401) a revoked or expired token, or one whose user is deactivated; the time checked."""
+    now = timezone.now()
+    if token.revoked_at is not None:
+        raise AppError("token_revoked", "The API token was revoked.", status_code=401)
+    if token.expires_at is not None and token.expires_at <= now:
+        raise AppError("token_expired", "The API token has expired; create a new one.", status_code=401)
+    if not token.membership.user.is_active:
+        raise AppError("user_inactive", "The token's user is deactivated.", status_code=401)
+    return now
+
+
 def token_verify(raw: str) -> ApiToken:
     """The active token for ``raw``, with its membership, organisation and user; or AppError 401."""
     parts = (raw or "").split("_")
@@ -159,13 +172,7 @@ def token_verify(raw: str) -> ApiToken:
     )
     if token is None or not hmac.compare_digest(token.token_hash, token_hash(raw)):
         raise AppError("token_invalid", "The API token is not known.", status_code=401)
-    now = timezone.now()
-    if token.revoked_at is not None:
-        raise AppError("token_revoked", "The API token was revoked.", status_code=401)
-    if token.expires_at is not None and token.expires_at <= now:
-        raise AppError("token_expired", "The API token has expired; create a new one.", status_code=401)
-    if not token.membership.user.is_active:
-        raise AppError("user_inactive", "The token's user is deactivated.", status_code=401)
+    now = token_check_active(token)
     # One write a minute per token at most: last-used is for people, not an audit trail.
     if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)

@@ -52,10 +52,17 @@ def sign_up(request):
     return render(request, "accounts/sign_up.html", {"form": form}, status=status)
 
 
+def _token_form(actor, data=None) -> TokenCreateForm:
+    """Offers only the scopes the person's role allows."""
+    form = TokenCreateForm(data)
+    form.fields["scopes"].choices = [(v, label) for v, label in form.fields["scopes"].choices if v in actor.scopes]
+    return form
+
+
 @login_required
 def tokens(request):
     actor = actor_from_user(request.user)
-    form = TokenCreateForm(request.POST or None)
+    form = _token_form(actor, request.POST or None)
     created_secret = None
     status = 200
     if request.method == "POST":
@@ -63,7 +70,7 @@ def tokens(request):
             try:
                 with transaction.atomic():
                     _, created_secret = token_create(membership=actor.membership, **form.cleaned_data)
-                form = TokenCreateForm()
+                form = _token_form(actor)
             except AppError as exc:
                 _apply_error(form, exc)
                 status = 403 if exc.status_code == 403 else 400

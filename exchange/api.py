@@ -12,9 +12,10 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.access import check_funds_recorder
 from accounts.authentication import ScopedPermission, request_actor
 from exchange import ledger, market_data, selectors, services
-from exchange.errors import AppError, Forbidden
+from exchange.errors import AppError
 from exchange.idempotency import idempotent
 from exchange.models import Allocation, Instrument, Order, Trade
 from exchange.money import cny, fen_from_cny
@@ -345,10 +346,11 @@ class AllocationListApi(APIView):
 
 
 class FundsApi(APIView):
-    """Deposits and withdrawals are recorded by the exchange operator."""
+    """Deposits and withdrawals are recorded by the exchange operator's treasury
+    (accounts.access.check_funds_recorder)."""
 
     permission_classes = [ScopedPermission]
-    write_scope = "read"
+    write_scope = "funds"
 
     class FundsIn(serializers.Serializer):
         organisation_id = serializers.IntegerField()
@@ -359,9 +361,7 @@ class FundsApi(APIView):
     @extend_schema(request=FundsIn, responses={201: dict}, summary="Record a deposit or withdrawal (operator only)")
     @idempotent()
     def post(self, request):
-        actor = request_actor(request)
-        if actor.organisation.kind != "operator":
-            raise Forbidden("Only the exchange operator records deposits and withdrawals.")
+        check_funds_recorder(request_actor(request))
         data = self.FundsIn(data=request.data)
         data.is_valid(raise_exception=True)
         from accounts.models import Organisation

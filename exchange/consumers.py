@@ -8,7 +8,7 @@ import logging
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from accounts.access import actor_from_token, actor_from_user, check_actor
+from accounts.access import actor_from_token, actor_from_user, actor_refresh, check_actor
 from exchange import services
 from exchange.errors import AppError
 from exchange.events import organisation_group
@@ -18,6 +18,10 @@ from exchange.models import Instrument
 from exchange.wire import UnstorableValue, json_parse, text_problem
 
 log = logging.getLogger("exchange.consumers")
+
+
+# Command refusals after which the socket's credentials are gone for good: the socket closes.
+CREDENTIALS_GONE = frozenset({"token_revoked", "token_expired", "user_inactive", "membership_changed"})
 
 
 def _query(scope) -> dict[str, str]:
@@ -94,7 +98,11 @@ class EventsConsumer(JsonCommandConsumer):
         try:
             reply = await self._command(content)
         except AppError as exc:
-            reply = {"type": "error", **exc.as_dict()}
+            reply = {"type": "error", **exc.as_dict(), "request_id": request_id}
+            await self.send_json(reply)
+            if exc.code in CREDENTIALS_GONE:
+                await self.close(code=4401 if exc.status_code == 401 else 4403)
+            return
         except Exception:  # a fault of ours: answer it, and keep the socket for the next command
             log.exception("websocket command failed")
             reply = {"type": "error", "code": "server_error", "detail": "The command could not be processed; try again.",
@@ -104,6 +112,9 @@ class EventsConsumer(JsonCommandConsumer):
 
     @database_sync_to_async
     def _command(self, content) -> dict:
+        # The socket outlives any check made when it opened: every command acts as the
+        # token, user, membership and organisation are now.
+        self.actor = actor_refresh(self.actor)
         if not isinstance(content, dict):
             raise AppError("invalid", "Send a JSON object with an action.")
         action = content.get("action")

@@ -19,7 +19,6 @@ import asyncio
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
 
 import psycopg
 from asgiref.sync import sync_to_async
@@ -54,29 +53,48 @@ JSON_CONTENT_TYPE = (b"content-type", b"application/json")
 _json_encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
-@dataclass(frozen=True, slots=True)
-class CachedActor:
-    """What never changes about a token. Revocation, expiry and suspension are re-checked
-    by cx_place_orders for every order, so caching these facts delays nothing."""
+# Refusals that mean the cached actor no longer holds: the entry is dropped, so the next
+# request resolves the token again.
+CREDENTIAL_REFUSALS = frozenset({"token_revoked", "token_expired", "user_inactive", "membership_changed", "scope_missing"})
 
-    actor: Actor
-    can_trade: bool
+
+class ActorStale(Exception):
+    """cx_place_orders found the token's membership in another organisation than the cached one."""
 
 
 class TokenCache:
-    def __init__(self):
-        self._by_hash: dict[str, CachedActor] = {}
+    """Token → Actor, for tokens that may trade.
 
-    async def get(self, raw: str) -> CachedActor:
+    The cached facts (scopes, user, membership, organisation) only say whom to place the
+    order for: cx_place_orders re-reads every one of them with each batch and refuses an
+    order when any has changed, and such a refusal drops the entry (:meth:`drop`). A token
+    that may not trade is not cached, so a scope or role granted later reaches the next
+    request.
+    """
+
+    def __init__(self):
+        self._by_hash: dict[str, Actor] = {}
+        self._hash_by_token: dict[int, str] = {}
+
+    async def actor(self, raw: str) -> Actor:
         key = hashlib.sha256(raw.encode()).hexdigest()
-        cached = self._by_hash.get(key)
-        if cached is None:
+        actor = self._by_hash.get(key)
+        if actor is None:
             actor = await sync_to_async(actor_from_token)(raw)
-            cached = CachedActor(actor=actor, can_trade="trade" in actor.scopes)
+            if "trade" not in actor.scopes:
+                raise AppError("scope_missing", "This needs the 'trade' scope, and a role that allows trading.",
+                               status_code=403)
             if len(self._by_hash) >= TOKEN_CACHE_SIZE:
                 self._by_hash.clear()
-            self._by_hash[key] = cached
-        return cached
+                self._hash_by_token.clear()
+            self._by_hash[key] = actor
+            self._hash_by_token[actor.token.id] = key
+        return actor
+
+    def drop(self, token_id: int) -> None:
+        key = self._hash_by_token.pop(token_id, None)
+        if key is not None:
+            self._by_hash.pop(key, None)
 
 
 class GroupCommitBatcher:
@@ -212,14 +230,18 @@ class OrderEntryRouter:
     async def _handle(self, kind: str, raw_token: str, receive, send) -> None:
         try:
             body = await self._read(receive)
-            cached = await self.tokens.get(raw_token)
-            if not cached.can_trade:
-                raise AppError("scope_missing", "This needs the 'trade' scope.", status_code=403)
+            actor = await self.tokens.actor(raw_token)
             data = json_parse(body) if body else None
-            if kind == "single":
-                await self._single(cached.actor, data, send)
-            else:
-                await self._batch(cached.actor, data, send)
+            place = self._single if kind == "single" else self._batch
+            try:
+                await place(actor, data, send)
+            except ActorStale:
+                # The membership moved since the token was cached and nothing was placed: once
+                # more, for the organisation the token acts for now (or refused as it is now).
+                try:
+                    await place(await self.tokens.actor(raw_token), data, send)
+                except ActorStale:
+                    raise rejection(OrderResult(order_id=None, code="membership_changed")) from None
         except ConnectionError:
             return
         except AppError as exc:
@@ -228,6 +250,17 @@ class OrderEntryRouter:
             log.exception("order entry failed")
             await self._respond(send, 500, _error_body(
                 "server_error", "The order could not be processed; nothing was placed. Try again."))
+
+    async def _submit(self, actor: Actor, requests: list[OrderRequest]) -> list[OrderResult]:
+        results = await self.batcher.submit(requests)
+        for result in results:
+            if result.code in CREDENTIAL_REFUSALS:
+                # One token per request: every order of it got the same answer.
+                self.tokens.drop(actor.token.id)
+                if result.code == "membership_changed":
+                    raise ActorStale
+                break
+        return results
 
     async def _warm(self, items) -> None:
         """Look up, off the event loop, the instruments the directory has not seen yet."""
@@ -239,7 +272,7 @@ class OrderEntryRouter:
     async def _single(self, actor: Actor, data, send) -> None:
         await self._warm([data])
         request = order_request_parse(data, actor=actor, lookup=instruments.cached)
-        (result,) = await self.batcher.submit([request])
+        (result,) = await self._submit(actor, [request])
         if not result.ok:
             error = rejection(result)
             await self._respond(send, error.status_code, error.as_dict())
@@ -255,5 +288,5 @@ class OrderEntryRouter:
         items = data.get("orders") if isinstance(data, dict) else None
         await self._warm(items)
         plan = batch_plan(items, actor=actor, lookup=instruments.cached)
-        results = await self.batcher.submit(plan.requests) if plan.requests else []
+        results = await self._submit(actor, plan.requests) if plan.requests else []
         await self._respond(send, 200, {"results": batch_outcomes(plan, results)})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db import connection, transaction
 from django.utils import timezone
 
-from accounts.access import Actor, check_actor, refresh_actor
+from accounts.access import Actor, actor_refresh, check_actor
 from exchange import ledger
 from exchange.errors import AppError, NotFound
 from exchange.gateway import (
@@ -28,7 +28,7 @@ def order_lock_key(order_id: int) -> int:
 
 def order_place(*, actor: Actor, data: dict) -> tuple[Order, bool]:
     """Place one order; return it and whether it is new (False: a repeated client_order_id)."""
-    check_actor(refresh_actor(actor), scope="trade", acting=True)
+    check_actor(actor_refresh(actor), scope="trade", acting=True)
     request = order_request_parse(data, actor=actor)
     with transaction.atomic():
         (result,) = orders_submit([request])
@@ -39,7 +39,7 @@ def order_place(*, actor: Actor, data: dict) -> tuple[Order, bool]:
 
 def orders_place_batch(*, actor: Actor, items: list) -> list[dict]:
     """Place up to MAX_BATCH orders in one transaction, each with its own result."""
-    check_actor(refresh_actor(actor), scope="trade", acting=True)
+    check_actor(actor_refresh(actor), scope="trade", acting=True)
     plan = batch_plan(items, actor=actor)
     with transaction.atomic():
         results = orders_submit_isolating(plan.requests)
@@ -88,7 +88,7 @@ def _notify() -> None:
 
 def order_cancel(*, actor: Actor, order_id: int) -> Order:
     """Ask the engine to cancel; repeating it while the cancel is pending changes nothing."""
-    check_actor(refresh_actor(actor), scope="trade", acting=False)
+    check_actor(actor_refresh(actor), scope="trade", acting=False)
     with transaction.atomic():
         order = _live_order(actor, order_id)
         InboxCommand.objects.create(instrument_id=order.instrument_id, action=InboxCommand.Action.CANCEL, order=order)
@@ -116,7 +116,7 @@ def order_amend(*, actor: Actor, order_id: int, data: dict) -> Order:
     to the order, releases whatever the order no longer needs, or gives it all back if
     the order is gone by then. One change per order is in flight at a time.
     """
-    check_actor(refresh_actor(actor), scope="trade", acting=True)
+    check_actor(actor_refresh(actor), scope="trade", acting=True)
     if not isinstance(data, dict):
         raise AppError("invalid", "Send a JSON object with a new price, a new qty, or both.")
     fields = {}

@@ -1,9 +1,12 @@
 -- Order entry: risk checks, holds and inserts for a batch of orders in one statement.
 --
 -- Called by exchange.gateway with one array per column (index i = the i-th order).
--- Everything that can change between two orders (token revocation, organisation status,
--- instrument state, balances, capacity) is checked here, inside the transaction that
--- writes the order, so a revocation or suspension takes effect for the very next order.
+-- Everything that can change between two orders (the token's revocation, expiry and scopes,
+-- its user, its membership's organisation and role, organisation status, instrument state,
+-- balances, capacity) is checked here, inside the transaction that writes the order, so any
+-- change of access takes effect for the very next order whatever the caller cached.
+-- An order placed without a token (a signed-in person) is checked against that person's
+-- current membership, the one accounts.selectors.membership_current picks.
 --
 -- The first pass reads balances and capacity without locking them and decides every
 -- order; then, in a subtransaction, it locks and moves the balances and capacity holds it
@@ -54,9 +57,18 @@ DECLARE
     v_pass int;
     v_done boolean := false;
     v_rows int;
-    -- Tokens: those valid now, those past their expiry (any other id is revoked or gone).
-    v_tok_ok bigint[];
-    v_tok_expired bigint[];
+    -- Credentials, by position in v_tok_id (tokens) or v_usr_id (people without a token):
+    -- a refusal that holds whatever the order (NULL: none), the organisation they act for
+    -- now, and whether the scopes left by the current role include 'trade'.
+    v_tok_id bigint[];
+    v_tok_code text[];
+    v_tok_org bigint[];
+    v_tok_trade boolean[];
+    v_usr_id bigint[];
+    v_usr_code text[];
+    v_usr_org bigint[];
+    v_usr_trade boolean[];
+    v_cred text;
     -- Organisations, by position in v_org_id.
     v_org_id bigint[];
     v_org_kyc text[];
@@ -104,10 +116,28 @@ BEGIN
         RETURN;
     END IF;
 
-    SELECT coalesce(array_agg(t.id) FILTER (WHERE t.expires_at IS NULL OR t.expires_at > v_now), '{}'),
-           coalesce(array_agg(t.id) FILTER (WHERE t.expires_at <= v_now), '{}')
-    INTO v_tok_ok, v_tok_expired
-    FROM accounts_apitoken t WHERE t.id = ANY(p_token) AND t.revoked_at IS NULL;
+    -- A token's effective scopes are its own within its role's (cx_role_scopes is generated
+    -- from accounts.services.ROLE_SCOPES); a removed membership takes its tokens with it.
+    SELECT coalesce(array_agg(t.id), '{}'),
+           array_agg(CASE WHEN t.revoked_at IS NOT NULL THEN 'token_revoked'
+                          WHEN t.expires_at <= v_now THEN 'token_expired'
+                          WHEN NOT u.is_active THEN 'user_inactive' END),
+           array_agg(mb.organisation_id),
+           array_agg('trade' = ANY(t.scopes) AND 'trade' = ANY(cx_role_scopes(mb.role)))
+    INTO v_tok_id, v_tok_code, v_tok_org, v_tok_trade
+    FROM accounts_apitoken t
+    JOIN accounts_membership mb ON mb.id = t.membership_id
+    JOIN accounts_user u ON u.id = mb.user_id
+    WHERE t.id = ANY(p_token);
+    IF array_position(p_token, NULL) IS NOT NULL THEN
+        SELECT coalesce(array_agg(u.id), '{}'), array_agg(CASE WHEN NOT u.is_active THEN 'user_inactive' END),
+               array_agg(c.organisation_id), array_agg(coalesce('trade' = ANY(cx_role_scopes(c.role)), false))
+        INTO v_usr_id, v_usr_code, v_usr_org, v_usr_trade
+        FROM accounts_user u
+        LEFT JOIN LATERAL (SELECT mb.organisation_id, mb.role FROM accounts_membership mb
+                           WHERE mb.user_id = u.id ORDER BY mb.created_at, mb.id LIMIT 1) c ON true
+        WHERE u.id = ANY(ARRAY(SELECT t.usr FROM unnest(p_token, p_user) AS t(tok, usr) WHERE t.tok IS NULL));
+    END IF;
 
     SELECT array_agg(o.id), array_agg(o.kyc_status), array_agg(o.beneficial_owner_id),
            array_agg(coalesce(f.taker_bps, (SELECT d.taker_bps FROM exchange_feetier d WHERE d.is_default), 0))
@@ -235,9 +265,23 @@ BEGIN
                             WHERE o.organisation_id = u.o AND o.client_order_id = u.c OFFSET 0) x;
 
         FOR i IN 1..n LOOP
-            IF p_token[i] IS NOT NULL AND NOT p_token[i] = ANY(v_tok_ok) THEN
-                v_code[i] := CASE WHEN p_token[i] = ANY(v_tok_expired) THEN 'token_expired' ELSE 'token_revoked' END;
-                CONTINUE;
+            -- A membership moved to another organisation refuses the order rather than charge
+            -- the organisation the caller had cached ('membership_changed': resolve again).
+            IF p_token[i] IS NOT NULL THEN
+                f := array_position(v_tok_id, p_token[i]);
+                v_cred := CASE WHEN f IS NULL THEN 'token_revoked'
+                               WHEN v_tok_code[f] IS NOT NULL THEN v_tok_code[f]
+                               WHEN v_tok_org[f] IS DISTINCT FROM p_org[i] THEN 'membership_changed'
+                               WHEN NOT v_tok_trade[f] THEN 'scope_missing' END;
+            ELSE
+                f := array_position(v_usr_id, p_user[i]);
+                v_cred := CASE WHEN f IS NULL THEN 'user_inactive'
+                               WHEN v_usr_code[f] IS NOT NULL THEN v_usr_code[f]
+                               WHEN v_usr_org[f] IS DISTINCT FROM p_org[i] THEN 'membership_changed'
+                               WHEN NOT v_usr_trade[f] THEN 'scope_missing' END;
+            END IF;
+            IF v_cred IS NOT NULL THEN
+                v_code[i] := v_cred; CONTINUE;
             END IF;
             k := array_position(v_org_id, p_org[i]);
             IF v_org_kyc[k] = 'suspended' THEN

@@ -1,7 +1,7 @@
 import pytest
 
 from accounts.access import actor_from_user, check_actor
-from accounts.models import ApiToken, Organisation
+from accounts.models import ApiToken, Membership, Organisation, User
 from accounts.services import token_create
 from exchange.errors import AppError
 from tests.conftest import token_client
@@ -64,3 +64,71 @@ def test_person_without_organisation_gets_a_clear_403(api):
     response = api.get("/api/v1/me/")
     assert response.status_code == 403
     assert response.data["code"] == "no_organisation"
+
+
+def _move(membership):
+    from tests.factories import OrganisationFactory
+
+    Membership.objects.filter(pk=membership.pk).update(organisation=OrganisationFactory())
+
+
+def _deactivate(membership):
+    User.objects.filter(pk=membership.user_id).update(is_active=False)
+
+
+def _demote(membership):
+    Membership.objects.filter(pk=membership.pk).update(role=Membership.Role.VIEWER)
+
+
+def _remove(membership):
+    Membership.objects.filter(pk=membership.pk).delete()
+
+
+def _suspend(membership):
+    Organisation.objects.filter(pk=membership.organisation_id).update(kyc_status=Organisation.Kyc.SUSPENDED)
+
+
+@pytest.mark.parametrize("credentials", ["token", "session"])
+@pytest.mark.parametrize("change, code", [
+    (_move, "membership_changed"),
+    (_deactivate, "user_inactive"),
+    (_demote, "scope_missing"),
+    (_suspend, "organisation_suspended"),
+])
+def test_actor_refresh_sees_every_change_for_tokens_and_sessions(buyer, credentials, change, code):
+    from accounts.access import actor_from_token, actor_refresh
+
+    if credentials == "token":
+        actor = actor_from_token(token_create(membership=buyer, name="bot", scopes=["read", "trade"])[1])
+    else:
+        actor = actor_from_user(buyer.user)
+    check_actor(actor_refresh(actor), scope="trade", acting=True)
+    change(buyer)
+    with pytest.raises(AppError) as err:
+        check_actor(actor_refresh(actor), scope="trade", acting=True)
+    assert err.value.code == code
+
+
+@pytest.mark.parametrize("credentials, code", [("token", "token_revoked"), ("session", "membership_changed")])
+def test_actor_refresh_refuses_a_removed_membership(buyer, credentials, code):
+    from accounts.access import actor_from_token, actor_refresh
+
+    if credentials == "token":
+        actor = actor_from_token(token_create(membership=buyer, name="bot", scopes=["read", "trade"])[1])
+    else:
+        actor = actor_from_user(buyer.user)
+    _remove(buyer)
+    with pytest.raises(AppError) as err:
+        actor_refresh(actor)
+    assert err.value.code == code
+
+
+def test_actor_refresh_is_one_query(buyer, django_assert_num_queries):
+    from accounts.access import actor_from_token, actor_refresh
+
+    token_actor = actor_from_token(token_create(membership=buyer, name="bot", scopes=["read", "trade"])[1])
+    session_actor = actor_from_user(buyer.user)
+    with django_assert_num_queries(1):
+        actor_refresh(token_actor)
+    with django_assert_num_queries(1):
+        actor_refresh(session_actor)

@@ -64,6 +64,14 @@ def test_bad_sign_up_is_400_with_a_message_and_writes_nothing(client, changes, f
     assert (User.objects.count(), Organisation.objects.count()) == (users, orgs)
 
 
+def test_tokens_page_offers_only_the_scopes_the_role_allows(client, buyer):
+    client.force_login(buyer.user)
+    offered = [value for value, _ in client.get("/accounts/tokens/").context["form"].fields["scopes"].choices]
+    assert offered == ["read", "trade"]
+    refused = client.post("/accounts/tokens/", {"name": "money", "scopes": ["funds"]})
+    assert refused.status_code == 400 and not ApiToken.objects.exists()
+
+
 def test_tokens_page_shows_secret_once_and_revokes(client, buyer):
     client.force_login(buyer.user)
     response = client.post("/accounts/tokens/", {"name": "laptop", "scopes": ["read", "trade"]})

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.django_db
 
 
 def test_created_token_secret_is_shown_once_and_only_its_hash_is_stored(buyer):
-    client = token_client(buyer, scopes=("read",))
+    client = token_client(buyer, scopes=("read", "trade"))
     response = client.post("/api/v1/tokens/", {"name": "bot", "scopes": ["read", "trade"]}, format="json")
     assert response.status_code == 201
     secret = response.data["token"]
@@ -125,3 +125,47 @@ def test_session_user_can_manage_tokens_without_a_token(api, buyer):
     api.force_login(buyer.user)
     response = api.post("/api/v1/tokens/", {"name": "from-browser", "scopes": ["read"]}, format="json")
     assert response.status_code == 201
+
+
+@pytest.mark.parametrize("own, asked, status", [
+    (("read",), ["read", "trade"], 403),
+    (("read",), ["trade"], 403),
+    (("read", "trade"), ["read", "trade", "provide"], 403),
+    (("read",), ["read"], 201),
+    (("read", "trade"), ["trade"], 201),
+])
+def test_a_token_creates_only_tokens_within_its_own_scopes(provider, own, asked, status):
+    client = token_client(provider, scopes=own)
+    before = ApiToken.objects.count()
+    response = client.post("/api/v1/tokens/", {"name": "minted", "scopes": asked}, format="json")
+    assert response.status_code == status, response.data
+    if status == 403:
+        assert response.data["code"] == "scope_escalation"
+        assert ApiToken.objects.count() == before
+    else:
+        assert sorted(ApiToken.objects.get(pk=response.data["id"]).scopes) == sorted(asked)
+
+
+def test_a_read_token_cannot_revoke_a_trading_token_but_a_trading_token_and_a_session_can(api, buyer):
+    reader = token_client(buyer, scopes=("read",))
+    bot, _ = token_create(membership=buyer, name="bot", scopes=["read", "trade"])
+    response = reader.delete(f"/api/v1/tokens/{bot.id}/")
+    assert response.status_code == 403 and response.data["code"] == "scope_escalation"
+    bot.refresh_from_db()
+    assert bot.revoked_at is None
+
+    other_reader, _ = token_create(membership=buyer, name="other", scopes=["read"])
+    assert reader.delete(f"/api/v1/tokens/{other_reader.id}/").status_code == 200
+    assert token_client(buyer).delete(f"/api/v1/tokens/{bot.id}/").status_code == 200
+    api.force_login(buyer.user)
+    third, _ = token_create(membership=buyer, name="third", scopes=["read", "trade"])
+    assert api.delete(f"/api/v1/tokens/{third.id}/").status_code == 200
+    assert ApiToken.objects.filter(revoked_at__isnull=True, name__in=["bot", "other", "third"]).count() == 0
+
+
+def test_a_session_creates_what_the_role_allows_and_no_more(api, buyer):
+    api.force_login(buyer.user)
+    assert api.post("/api/v1/tokens/", {"name": "bot", "scopes": ["read", "trade"]}, format="json").status_code == 201
+    refused = api.post("/api/v1/tokens/", {"name": "funds", "scopes": ["funds"]}, format="json")
+    assert refused.status_code == 400 and "scopes" in refused.data["fields"]
+    assert not ApiToken.objects.filter(name="funds").exists()

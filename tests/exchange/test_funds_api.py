@@ -12,11 +12,15 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def operator():
-    return MembershipFactory(organisation__kind="operator", role="viewer")
+    """The operator's treasurer: the one role whose credentials record funds."""
+    return MembershipFactory(organisation__kind="operator", role="treasurer")
+
+
+FUNDS = ("read", "funds")
 
 
 def test_operator_records_a_deposit_and_the_buyer_sees_it(operator, buyer):
-    response = token_client(operator, scopes=("read",)).post(
+    response = token_client(operator, scopes=FUNDS).post(
         "/api/v1/funds/", {"organisation_id": buyer.organisation_id, "direction": "deposit", "amount": "1500.25"},
         format="json")
     assert response.status_code == 201 and response.data["balances"]["available"] == "1500.25"
@@ -28,7 +32,7 @@ def test_operator_records_a_deposit_and_the_buyer_sees_it(operator, buyer):
 
 def test_a_withdrawal_beyond_the_balance_is_refused(operator, buyer):
     ledger.deposit(organisation=buyer.organisation, amount_fen=100_00)
-    response = token_client(operator, scopes=("read",)).post(
+    response = token_client(operator, scopes=FUNDS).post(
         "/api/v1/funds/", {"organisation_id": buyer.organisation_id, "direction": "withdrawal", "amount": "100.01"},
         format="json")
     assert response.status_code == 422 and response.data["code"] == "insufficient_funds"
@@ -53,14 +57,14 @@ def test_only_the_operator_moves_funds(buyer):
 ])
 def test_bad_fund_movements_are_400_and_write_nothing(operator, buyer, body, field):
     body = {**body, "organisation_id": body.get("organisation_id") or buyer.organisation_id} if "organisation_id" in body else body
-    response = token_client(operator, scopes=("read",)).post("/api/v1/funds/", body, format="json")
+    response = token_client(operator, scopes=FUNDS).post("/api/v1/funds/", body, format="json")
     assert response.status_code == 400, response.data
     assert field in response.data["fields"]
     assert not Journal.objects.exists()
 
 
 def test_a_repeated_deposit_with_the_same_key_is_recorded_once(operator, buyer):
-    client = token_client(operator, scopes=("read",))
+    client = token_client(operator, scopes=FUNDS)
     body = {"organisation_id": buyer.organisation_id, "direction": "deposit", "amount": "10.00"}
     first = client.post("/api/v1/funds/", body, format="json", HTTP_IDEMPOTENCY_KEY="dep-1")
     again = client.post("/api/v1/funds/", body, format="json", HTTP_IDEMPOTENCY_KEY="dep-1")
@@ -68,3 +72,32 @@ def test_a_repeated_deposit_with_the_same_key_is_recorded_once(operator, buyer):
     assert ledger.balances(organisation=buyer.organisation)["available"] == 10_00
     other = client.post("/api/v1/funds/", {**body, "amount": "20.00"}, format="json", HTTP_IDEMPOTENCY_KEY="dep-1")
     assert other.status_code == 409
+
+
+@pytest.mark.parametrize("kind, role, scopes", [
+    ("operator", "viewer", ("read",)),  # an operator's viewer, with a read token
+    ("operator", "treasurer", ("read",)),  # a treasurer's token made without funds
+    ("buyer", "treasurer", ("read", "funds")),  # the role in an organisation that is not the operator
+    ("operator", "trader", ("read", "trade")),
+    ("operator", "regulator", ("read",)),
+])
+def test_only_the_operators_treasury_with_the_funds_scope_moves_money(buyer, kind, role, scopes):
+    member = MembershipFactory(organisation__kind=kind, role=role)
+    for direction in ("deposit", "withdrawal"):
+        response = token_client(member, scopes=scopes).post(
+            "/api/v1/funds/", {"organisation_id": buyer.organisation_id, "direction": direction, "amount": "10.00"},
+            format="json")
+        assert response.status_code == 403, response.data
+        assert response.data["code"] in ("scope_missing", "funds_forbidden")
+    assert not Journal.objects.exists()
+
+
+def test_an_operator_viewers_session_cannot_move_money_but_a_treasurers_can(api, buyer):
+    viewer = MembershipFactory(organisation__kind="operator", role="viewer")
+    api.force_login(viewer.user)
+    body = {"organisation_id": buyer.organisation_id, "direction": "deposit", "amount": "10.00"}
+    assert api.post("/api/v1/funds/", body, format="json").status_code == 403
+    assert not Journal.objects.exists()
+    api.force_login(MembershipFactory(organisation__kind="operator", role="treasurer").user)
+    assert api.post("/api/v1/funds/", body, format="json").status_code == 201
+    assert ledger.balances(organisation=buyer.organisation)["available"] == 10_00
