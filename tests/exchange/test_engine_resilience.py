@@ -40,7 +40,7 @@ def _crossing_pair(provider, buyer, instrument, *, qty=5):
 def _extreme_gtd_bid(buyer, instrument, *, price="19.00"):
     order, _ = order_place(actor=actor_from_user(buyer.user), data={
         "instrument": instrument.code, "side": "buy", "price": price, "qty": 1, "tif": "GTD",
-        "expires_at": "2100-01-01T00:00:00Z", "client_order_id": "far-future"})
+        "expires_at": instrument.gate_closure_at.isoformat(), "client_order_id": "far-future"})
     _store(order.id, expires_at=BEYOND_9999)
     return order
 
