@@ -205,19 +205,13 @@ def test_a_resale_across_batches_in_flight(market, buyer):
     assert_settled()
 
 
-
-@pytest.mark.xfail(strict=True, reason=(
-    "Known bug: order entry checks an amend's qty against the remaining it reads, but matching takes AMEND qty "
-    "as the new remaining and lets it grow (losing priority). A fill between entry and the engine (here in the "
-    "batch in flight; with step() in the same batch) turns the cut into an increase: remaining 8 after 6 of 10 "
-    "filled, with the hold of 4 lots. The fix belongs in matching/ (a cut-only amend) or the engine's command "
-    "translation."))
 def test_an_amend_that_is_no_cut_any_more_once_the_batch_in_flight_filled_the_bid(market, buyer):
     instrument, runner, bidder, seller = market
     bid = place(bidder, instrument, "buy", "19.00", 10)
     runner.drain()
     place(seller, instrument, "sell", "19.00", 6)
-    # Entry sees 10 remaining, so 8 is a cut; by the time the engine applies it only 4 are left.
+    # Entry sees 10 remaining, so 8 is a cut; by the time the engine applies it only 4 are left,
+    # and 4 stay (matching alone would take 8 as the new remaining: more than the hold covers).
     drain_with_arrivals(runner, lambda: order_amend(actor=bidder, order_id=bid.id, data={"qty": 8, "price": "19.10"}))
     bid.refresh_from_db()
     assert bid.filled + bid.remaining <= bid.qty

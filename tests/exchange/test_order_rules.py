@@ -124,3 +124,32 @@ def test_a_market_order_before_any_reference_price_is_refused_with_409(funded_bu
     limit = token_client(funded_buyer).post("/api/v1/orders/", {**market, "type": "limit", "price": "20.00",
                                                                 "tif": "GTC"}, format="json")
     assert limit.status_code == 201
+
+
+@pytest.mark.parametrize("new_qty, left", [(8, 4), (4, 4), (3, 3)])
+def test_an_amend_cuts_only_what_the_fills_before_it_left(instrument, funded_buyer, listed_provider, runner,
+                                                          new_qty, left):
+    """Entry checks the cut against the remaining it reads (10); a fill processed before the amend, in the
+    same batch, leaves 4. A cut to 8 or 4 is then no cut and the 4 stay; a cut to 3 still cuts. Never
+    more than the order's quantity, never more than its hold covers."""
+    from exchange.services import hold_per_lot
+
+    buyer, seller = token_client(funded_buyer), token_client(listed_provider)
+    bid = buyer.post("/api/v1/orders/", order(instrument, "buy", "19.00", 10), format="json").data["id"]
+    drain(runner)
+    assert seller.post("/api/v1/orders/", order(instrument, "sell", "19.00", 6), format="json").status_code == 201
+    amend = buyer.patch(f"/api/v1/orders/{bid}/", {"qty": new_qty, "price": "19.10"}, format="json")
+    assert amend.status_code == 202
+    assert runner.step() == 2  # the ask and the amend in one batch
+    placed = Order.objects.get(pk=bid)
+    per_lot = hold_per_lot(price_fen=1910, organisation_id=funded_buyer.organisation_id)
+    assert (placed.filled, placed.remaining, placed.price_fen, placed.held_fen) == (6, left, 1910, per_lot * left)
+    assert ledger.balances(organisation=funded_buyer.organisation)["held"] == per_lot * left
+    assert invariants_check() == []
+    # What is left trades, and no more.
+    assert seller.post("/api/v1/orders/", order(instrument, "sell", "19.10", 10), format="json").status_code == 201
+    drain(runner)
+    placed.refresh_from_db()
+    assert (placed.status, placed.filled, placed.held_fen) == (Order.Status.FILLED, 6 + left, 0)
+    assert sum(Trade.objects.filter(buy_order_id=bid).values_list("qty", flat=True)) == 6 + left
+    assert invariants_check() == []
