@@ -153,3 +153,18 @@ def test_an_amend_cuts_only_what_the_fills_before_it_left(instrument, funded_buy
     assert (placed.status, placed.filled, placed.held_fen) == (Order.Status.FILLED, 6 + left, 0)
     assert sum(Trade.objects.filter(buy_order_id=bid).values_list("qty", flat=True)) == 6 + left
     assert invariants_check() == []
+
+
+def test_an_ask_amended_after_a_fill_in_the_same_batch_keeps_to_its_capacity_hold(instrument, funded_buyer, listed_provider, runner):
+    buyer, seller = token_client(funded_buyer), token_client(listed_provider)
+    ask = seller.post("/api/v1/orders/", order(instrument, "sell", "20.00", 10), format="json").data["id"]
+    drain(runner)
+    assert buyer.post("/api/v1/orders/", order(instrument, "buy", "20.00", 6), format="json").status_code == 201
+    assert seller.patch(f"/api/v1/orders/{ask}/", {"qty": 8}, format="json").status_code == 202
+    assert runner.step() == 2
+    placed = Order.objects.get(pk=ask)
+    assert (placed.filled, placed.remaining) == (6, 4)
+    position = CapacityPosition.objects.get(organisation=listed_provider.organisation)
+    assert (position.held, position.sold) == (4, 6)
+    assert [int(o["qty"]) for o in runner.books[instrument.id].orders()] == [4]
+    assert invariants_check() == []
