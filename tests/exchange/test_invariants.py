@@ -130,3 +130,24 @@ def test_an_order_whose_hold_vanished_from_its_held_account(traded):
     order = traded["resting"]
     sql("UPDATE exchange_order SET held_fen = 0, hold_per_lot_fen = 0 WHERE id = %s", [order.id])
     assert_reported(f"organisation {traded['buyer'].id}: held account {order.held_fen} but its orders hold 0")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_check_ledger_as_a_process_exits_non_zero_naming_the_problem(buyer):
+    import subprocess
+    import sys
+
+    from django.conf import settings
+
+    from tests.processes import child_env
+
+    ledger.deposit(organisation=buyer.organisation, amount_fen=500)
+    command = [sys.executable, "manage.py", "check_ledger"]
+    passing = subprocess.run(command, cwd=settings.BASE_DIR, env=child_env(), capture_output=True, text=True, timeout=120)
+    assert passing.returncode == 0 and "All invariants hold." in passing.stdout, passing.stderr
+    account = LedgerAccount.objects.get(organisation=buyer.organisation, kind=LedgerAccount.Kind.AVAILABLE)
+    sql("UPDATE exchange_ledgeraccount SET balance = 499 WHERE id = %s", [account.id])
+    failing = subprocess.run(command, cwd=settings.BASE_DIR, env=child_env(), capture_output=True, text=True, timeout=120)
+    assert failing.returncode == 1
+    assert f"- account {account.id} caches 499 but its legs sum to 500" in failing.stderr
+    assert "1 problem(s) found" in failing.stderr
