@@ -168,3 +168,29 @@ def test_an_ask_amended_after_a_fill_in_the_same_batch_keeps_to_its_capacity_hol
     assert (position.held, position.sold) == (4, 6)
     assert [int(o["qty"]) for o in runner.books[instrument.id].orders()] == [4]
     assert invariants_check() == []
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_the_fast_route_refuses_a_market_order_without_reference_price_with_409(buyer, fee_tier):
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+
+    from exchange.asgi import order_entry
+    from tests.exchange.test_live import post
+
+    @sync_to_async
+    def setup():
+        instrument = make_instrument(reference_fen=None, days_ahead=4)
+        ledger.deposit(organisation=buyer.organisation, amount_fen=1_000_000_00)
+        return instrument, token_client(buyer).raw_token
+
+    instrument, token = await setup()
+    try:
+        status, body = await post("/api/v1/orders/", {"instrument": instrument.code, "side": "buy", "type": "market",
+                                                      "qty": 5, "tif": "IOC"}, token)
+        assert (status, body["code"]) == (409, "no_reference_price")
+        assert not await Order.objects.aexists()
+    finally:
+        await order_entry.aclose()
+        await sync_to_async(connections.close_all)()
