@@ -218,3 +218,25 @@ def test_an_amend_that_is_no_cut_any_more_once_the_batch_in_flight_filled_the_bi
     per_lot = hold_per_lot(price_fen=1910, organisation_id=buyer.organisation_id)
     assert (bid.price_fen, bid.remaining, bid.held_fen) == (1910, 4, per_lot * 4)
     assert_settled()
+
+
+def test_an_amend_of_a_bid_the_batch_in_flight_fills_gives_its_extra_hold_back(market, buyer):
+    instrument, runner, bidder, seller = market
+    bid = place(bidder, instrument, "buy", "19.00", 10)
+    runner.drain()
+    place(seller, instrument, "sell", "19.00", 10)
+    before = ledger.balances(organisation=buyer.organisation)["available"]
+    extra = {}
+
+    def arrive():  # the store still shows the bid open: a higher price holds more at once
+        order_amend(actor=bidder, order_id=bid.id, data={"price": "19.50"})
+        extra["fen"] = before - ledger.balances(organisation=buyer.organisation)["available"]
+
+    drain_with_arrivals(runner, arrive)
+    assert extra["fen"] > 0
+    bid.refresh_from_db()
+    assert (bid.status, bid.price_fen, bid.held_fen) == (Order.Status.FILLED, 1900, 0)
+    assert held(buyer.organisation_id) == 0
+    trade = Trade.objects.get()
+    assert ledger.balances(organisation=buyer.organisation)["available"] == 1_000_000_00 - 19000 - trade.buyer_fee_fen
+    assert_settled()
