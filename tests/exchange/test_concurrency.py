@@ -45,9 +45,11 @@ def run_in_threads(count: int, work, *, timeout: float = 60) -> list:
         thread.join(max(0.0, deadline - time.monotonic()))
     stuck = [i for i, thread in enumerate(threads) if thread.is_alive()]
     if died or stuck:
-        pytest.fail("".join(f"racer {i} died:\n" + "".join(traceback.format_exception(exc)) for i, exc in sorted(died,
-                                                                                                             key=lambda d: d[0]))
-                    + (f"racers {stuck} still running after {timeout} s" if stuck else ""), pytrace=False)
+        reports = [f"racer {i} died:\n" + "".join(traceback.format_exception(exc))
+                   for i, exc in sorted(died, key=lambda d: d[0])]
+        if stuck:
+            reports.append(f"racers {stuck} still running after {timeout} s")
+        pytest.fail("\n".join(reports), pytrace=False)
     return results
 
 
