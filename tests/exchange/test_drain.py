@@ -65,6 +65,7 @@ def market(buyer, provider, fee_tier):
     runner = EngineRunner()
     runner.load()
     yield instrument, runner, actor_from_user(buyer.user), actor_from_user(provider.user)
+    runner.close()  # the writer thread and its connection
     connections.close_all()
 
 
