@@ -18,7 +18,9 @@ market data (Redis PUBLISH) after commit.
 
 Figures:
   engine.end_to_end_orders_per_s   inbox commands processed per second of wall time.
-On stderr: trades/s, CPU split (this process vs PostgreSQL), a ledger check, and the top
+After each drain, the invariants ``check_ledger`` verifies (exchange/invariants.py): any problem
+ends the benchmark with exit status 1 and the problems on stderr.
+On stderr: trades/s, CPU split (this process vs PostgreSQL), and the top
 costs (cProfile) of a second drain of ``--profile-orders`` more orders, one batch at a time
 (``step()``) so that every stage runs in the profiled thread.
 """
@@ -91,6 +93,19 @@ def drain_profiled(runner, *, max_seconds: float, profile: cProfile.Profile) -> 
     return total, time.perf_counter() - started
 
 
+def check_invariants(when: str) -> None:
+    """``check_ledger``'s invariants; any problem stops the benchmark with exit status 1 (a rate is worth
+    nothing if what was written is wrong)."""
+    from exchange.invariants import invariants_check
+
+    started = time.perf_counter()
+    problems = invariants_check()
+    if problems:
+        log(f"FAILED: {len(problems)} invariant problem(s) {when}:\n" + "\n".join(f"- {p}" for p in problems[:20]))
+        raise SystemExit(1)
+    log(f"invariants hold {when} (check_ledger's checks, {time.perf_counter() - started:.1f} s)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--orders", type=int, default=100_000)
@@ -104,7 +119,6 @@ def main() -> None:
 
         from bench.lib.market import market_create
         from exchange.engine import EngineRunner
-        from exchange.ledger import ledger_check
         from exchange.models import InboxCommand, Trade
 
         market = market_create(instruments=4, buyers=32, providers=32)
@@ -122,14 +136,13 @@ def main() -> None:
         runner.close()
         trades = Trade.objects.count()
         pending = InboxCommand.objects.filter(processed_at__isnull=True).count()
+        check_invariants("after the timed drain")  # before the figure: no figure for a wrong outcome
         emit("engine.end_to_end_orders_per_s", processed / elapsed, "orders/s")
         log(f"engine: {processed:,} commands in {elapsed:.2f} s with batch_size {runner.batch_size}; "
             f"{trades:,} trades ({trades / elapsed:,.0f} trades/s); "
             + (f"stopped after {args.max_seconds:.0f} s with {pending:,} commands still pending (the rate is over "
                "the commands processed)" if pending else "inbox drained"))
         log(describe_cpu(usage, per=processed, what="order"))
-        problems = ledger_check()
-        log("ledger check: " + ("balanced" if not problems else "; ".join(problems[:5])))
 
         if args.profile_orders:
             prefill(env, market, args.profile_orders, seed=2, tag="p")
@@ -152,6 +165,7 @@ def main() -> None:
                 stats.sort_stats(key).print_stats(*restrictions)
                 text = out.getvalue()
                 log(f"---- top functions by {title}\n" + text[text.find("   ncalls"):].rstrip())
+            check_invariants("after the profiled drain")
 
 
 if __name__ == "__main__":

@@ -76,6 +76,7 @@ def post(port: int, path: str, token: str, body: bytes) -> bytes:
 @dataclass
 class OpenLoopResult:
     latencies_ms: list[float] = field(default_factory=list)  # from scheduled time, after warm-up
+    latency_statuses: list[int] = field(default_factory=list)  # the HTTP status of each of latencies_ms
     lateness_ms: list[float] = field(default_factory=list)  # send time - scheduled time, after warm-up
     statuses: dict[int, int] = field(default_factory=dict)
     errors: int = 0
@@ -108,6 +109,7 @@ async def open_loop(port: int, make_request, *, rate: float, duration: float, wa
             done = perf()
             if scheduled >= counted_from:
                 result.latencies_ms.append((done - scheduled) * 1000)
+                result.latency_statuses.append(status)
                 result.lateness_ms.append((sent - scheduled) * 1000)
                 result.statuses[status] = result.statuses.get(status, 0) + 1
             if not queued:

@@ -45,8 +45,21 @@ class Apply:
             book = self.books[instrument_id]
             instrument = self.instruments[instrument_id]
             array, sources = self._commands(instrument, book, batch, writes)
-            events = book.process(array) if len(array) else np.zeros(0, dtype=matching.types.EVENT_DTYPE)
-            self._apply(instrument, book, events, sources, fees, writes)
+            # An amend's qty was a cut of the remaining order entry read; fills since then (earlier
+            # in this batch, or in the one being written) may have left less, and matching takes
+            # the qty as the new remaining, so it would grow the order beyond its hold. The batch is
+            # matched up to each such amend, which then cuts only what is still left.
+            cuts = np.flatnonzero((array["action"] == Action.AMEND) & (array["qty"] > 0)).tolist()
+            for start, end in zip([0, *cuts], [*cuts, len(array)]):
+                if start == end and len(array):
+                    continue
+                if start in cuts:
+                    live = self.live.get(int(array["order_id"][start]))
+                    if live is not None and array["qty"][start] >= live.remaining:
+                        array["qty"][start] = 0  # no cut any more: the remaining stays
+                events = (book.process(array[start:end]) if end > start
+                          else np.zeros(0, dtype=matching.types.EVENT_DTYPE))
+                self._apply(instrument, book, events, sources[start:end], fees, writes)
             writes.touched_instruments.add(instrument_id)
         return writes
 

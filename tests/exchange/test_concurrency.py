@@ -2,6 +2,7 @@
 
 import threading
 import time
+import traceback
 
 import pytest
 from django.db import connection, connections
@@ -17,8 +18,12 @@ from tests.exchange.conftest import drain, list_capacity, make_instrument
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def run_in_threads(count: int, work) -> list:
+def run_in_threads(count: int, work, *, timeout: float = 60) -> list:
+    """``work(i)`` on ``count`` threads started together; each one's result, or the code of the
+    AppError it raised (a refusal is an outcome of a race). A racer that dies of anything else,
+    or is still running after ``timeout`` seconds, fails the test."""
     results: list = [None] * count
+    died: list[tuple[int, BaseException]] = []
     barrier = threading.Barrier(count)
 
     def target(i):
@@ -27,15 +32,38 @@ def run_in_threads(count: int, work) -> list:
             results[i] = work(i)
         except AppError as exc:
             results[i] = exc.code
+        except BaseException as exc:  # recorded here: an exception would otherwise end only its thread
+            died.append((i, exc))
         finally:
             connections.close_all()
 
     threads = [threading.Thread(target=target, args=(i,)) for i in range(count)]
     for thread in threads:
         thread.start()
+    deadline = time.monotonic() + timeout
     for thread in threads:
-        thread.join()
+        thread.join(max(0.0, deadline - time.monotonic()))
+    stuck = [i for i, thread in enumerate(threads) if thread.is_alive()]
+    if died or stuck:
+        reports = [f"racer {i} died:\n" + "".join(traceback.format_exception(exc))
+                   for i, exc in sorted(died, key=lambda d: d[0])]
+        if stuck:
+            reports.append(f"racers {stuck} still running after {timeout} s")
+        pytest.fail("\n".join(reports), pytrace=False)
     return results
+
+
+def test_a_racer_dying_of_an_unexpected_error_fails_the_race_and_a_refusal_does_not(db):
+    def work(i):
+        if i == 1:
+            raise AppError("insufficient_funds", "refused")
+        if i == 2:
+            raise ZeroDivisionError("racer 2 broke")
+        return i
+
+    with pytest.raises(pytest.fail.Exception, match=r"(?s)racer 2 died:.*ZeroDivisionError: racer 2 broke"):
+        run_in_threads(3, work)
+    assert run_in_threads(2, work) == [0, "insufficient_funds"]
 
 
 def test_parallel_bids_cannot_overspend(buyer, fee_tier):
