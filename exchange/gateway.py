@@ -117,6 +117,7 @@ FAILED = "server_error"
 # code → (HTTP status, message). Codes come from cx_place_orders, and FAILED.
 REJECTIONS: dict[str, tuple[int, str]] = {
     FAILED: (500, "The order could not be processed; nothing was placed for it. Try again."),
+    "unknown_instrument": (400, "No such instrument; list them at /api/v1/instruments/."),
     "token_revoked": (401, "The API token was revoked or no longer exists."),
     "token_expired": (401, "The API token has expired; create a new one."),
     "user_inactive": (401, "The account placing the order is deactivated."),

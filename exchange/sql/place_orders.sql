@@ -301,7 +301,10 @@ BEGIN
             END IF;
 
             f := array_position(v_ins_id, p_instrument[i]);
-            IF v_ins_state[f] = 'halted' THEN
+            IF f IS NULL THEN
+                -- Orders carry no constraint on their instrument: an id not found is refused here.
+                v_code[i] := 'unknown_instrument'; CONTINUE;
+            ELSIF v_ins_state[f] = 'halted' THEN
                 v_code[i] := 'instrument_halted'; CONTINUE;
             ELSIF v_ins_state[f] = 'closed' OR v_ins_gate[f] <= v_now THEN
                 v_code[i] := 'gate_closed'; CONTINUE;

@@ -115,3 +115,18 @@ async def test_a_group_commit_on_a_lost_connection_fails_its_orders_without_retr
     await batcher.aclose()
     assert all(isinstance(outcome, Exception) for outcome in outcomes), outcomes
     assert statements == []  # nothing was split and tried again against a server that is not there
+
+
+@pytest.mark.django_db
+def test_an_order_for_an_instrument_that_does_not_exist_is_refused_and_its_neighbours_placed():
+    # Order rows carry no database constraint on their instrument (cx_place_orders reads
+    # it first), so the statement itself must refuse an id it does not find: a stale
+    # directory entry would otherwise write an order the engine can never load.
+    instrument, requests = market(3)
+    ghost = dataclasses.replace(requests[0], client_order_id="ghost", instrument_id=instrument.id + 10_000)
+    with transaction.atomic():
+        results = orders_submit_isolating(requests + [ghost])
+    assert [r.code for r in results] == ["accepted"] * 3 + ["unknown_instrument"]
+    assert not Order.objects.filter(client_order_id="ghost").exists()
+    assert Order.objects.count() == InboxCommand.objects.count() == 3
+    assert ledger.ledger_check() == [] and sum(LedgerAccount.objects.values_list("balance", flat=True)) == 0
