@@ -206,6 +206,13 @@ ENGINE_BATCH_INTERVAL_MS = env_int("ENGINE_BATCH_INTERVAL_MS", 20)
 ENGINE_BATCH_SIZE = env_int("ENGINE_BATCH_SIZE", 20000)
 
 THROTTLE_MARKETPLACE_WRITE = env_str("THROTTLE_MARKETPLACE_WRITE", "300/min")
+# Orders per API token (or signed-in person) on the fast order path and over WebSocket
+# commands, per web process (exchange/ratelimit.py says why per process).
+THROTTLE_ORDERS = env_str("THROTTLE_ORDERS", "6000/min")
+# Sign-in: after this many wrong passwords for one account (or 4× as many from one address)
+# within the window, further attempts are refused until the window has passed.
+SIGN_IN_MAX_FAILURES = env_int("SIGN_IN_MAX_FAILURES", 5)
+SIGN_IN_LOCKOUT_SECONDS = env_int("SIGN_IN_LOCKOUT_SECONDS", 900)
 
 LOGGING = {
     "version": 1,
