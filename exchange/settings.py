@@ -92,17 +92,20 @@ TEMPLATES = [
 
 # PostgreSQL always: DATABASE_URL, or the embedded server this project starts itself.
 DATABASE_URL = env_str("DATABASE_URL") or embedded.postgres_url()
-# A pool per process (psycopg_pool), not persistent connections: under ASGI each request's
-# sync code runs on a thread of its own, and a persistent connection stays with the thread
-# that opened it until it is collected. Six rounds of 20 concurrent reads against one
-# process held 20–51 backends, still 20 after 75 s idle (tests/exchange/test_db_connections.py
-# has the rounds). Pooled, a connection returns to the pool when Django closes it at the end
-# of the request, and the pool holds at most DB_POOL_MAX_SIZE per process; a request that
-# finds them all busy waits up to DB_POOL_TIMEOUT seconds. DB_POOL_MAX_SIZE=0 turns the pool
-# off (then DB_CONN_MAX_AGE applies, as for a server with one thread per worker).
-DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 10)
+# Web processes (python -m exchange.serve) take connections from a pool (psycopg_pool), not
+# persistent ones: under ASGI each request's sync code runs on a thread of its own, and a
+# persistent connection stays with the thread that opened it until it is collected. Six
+# rounds of 20 concurrent reads against one process held 20–51 backends, still 20 after 75 s
+# idle (tests/exchange/test_db_connections.py has the rounds). Pooled, a connection returns
+# to the pool when Django closes it at the end of the request, the pool holds at most
+# DB_POOL_MAX_SIZE per process, and a request that finds them all busy waits up to
+# DB_POOL_TIMEOUT seconds. Other processes (the engine runner, management commands) keep
+# persistent connections (DB_POOL_MAX_SIZE=0): the engine holds its shard's advisory lock
+# for the life of its connection, which a pool would hand on to the next borrower instead
+# of closing.
+DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 0)
 DATABASES = {"default": dj_database_url.parse(
-    DATABASE_URL, conn_max_age=0 if DB_POOL_MAX_SIZE else env_int("DB_CONN_MAX_AGE", 0))}
+    DATABASE_URL, conn_max_age=0 if DB_POOL_MAX_SIZE else env_int("DB_CONN_MAX_AGE", 60))}
 if DB_POOL_MAX_SIZE:
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": min(env_int("DB_POOL_MIN_SIZE", 1), DB_POOL_MAX_SIZE),
