@@ -36,7 +36,7 @@ test: setup
 
 # The long schemathesis run (tests/test_api_fuzz.py): every operation, three callers, at least 10,000 requests.
 fuzz: setup
-	@FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-40} FUZZ_MIN_REQUESTS=$${FUZZ_MIN_REQUESTS:-10000} $(BIN)/python -m pytest -q -s -p no:logging tests/test_api_fuzz.py $(PYTEST_ARGS)
+	@FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-40} FUZZ_MIN_REQUESTS=$${FUZZ_MIN_REQUESTS:-10000} FUZZ_LOG=$${FUZZ_LOG:-.data/fuzz-server.log} $(BIN)/python -m pytest -q -s -p no:logging tests/test_api_fuzz.py $(PYTEST_ARGS)
 
 bench: setup
 	@for f in bench/*.py; do $(BIN)/python $$f || exit 1; done

@@ -7,6 +7,7 @@ with 40 (at least 10,000 requests). ``FUZZ_DETAIL=1`` prints each failure in ful
 """
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -58,7 +59,8 @@ def market():
 @pytest.fixture
 def server(market, tmp_path):
     """The web server; its log (the tracebacks of any 500) goes to a file named in the report."""
-    log = tmp_path / "server.log"
+    log = Path(os.environ.get("FUZZ_LOG") or tmp_path / "server.log")
+    log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as stderr:
         process, base_url = processes.serve(stderr=stderr, **UNTHROTTLED)
         try:
