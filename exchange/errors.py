@@ -86,5 +86,9 @@ def api_exception_handler(exc, context):
         if getattr(exc, "auth_header", None):
             headers["WWW-Authenticate"] = exc.auth_header
         code = exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code
-        return _response(code, str(exc.detail), {}, exc.status_code, headers)
+        response = _response(code, str(exc.detail), {}, exc.status_code, headers)
+        if "Retry-After" in headers:
+            # The same body as the order paths' own limit (exchange/ratelimit.py).
+            response.data["retry_after"] = int(headers["Retry-After"])
+        return response
     return None

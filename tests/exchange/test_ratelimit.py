@@ -126,3 +126,20 @@ async def test_websocket_commands_share_the_budget_and_get_a_throttled_reply(buy
     assert replies[2]["code"] == "throttled" and replies[2]["request_id"] == 2 and replies[2]["retry_after"] >= 1
     assert await Order.objects.acount() == 3
     await ws.disconnect()
+
+
+@pytest.mark.django_db
+def test_drf_limits_answer_in_the_same_shape(buyer, monkeypatch):
+    from django.core.cache import cache
+    from rest_framework.throttling import UserRateThrottle
+
+    from tests.conftest import token_client
+
+    cache.clear()
+    monkeypatch.setattr(UserRateThrottle, "THROTTLE_RATES", {**UserRateThrottle.THROTTLE_RATES, "user": "2/min"})
+    client = token_client(buyer)
+    assert [client.get("/api/v1/me/").status_code for _ in range(2)] == [200, 200]
+    response = client.get("/api/v1/me/")
+    assert response.status_code == 429 and int(response["Retry-After"]) >= 1
+    assert response.json()["code"] == "throttled" and response.json()["retry_after"] == int(response["Retry-After"])
+    cache.clear()
