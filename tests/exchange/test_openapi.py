@@ -53,3 +53,11 @@ def test_a_views_own_error_documentation_is_kept(schema):
     create = schema["paths"]["/api/v1/assets/"]["post"]["responses"]["400"]
     assert create["description"] == "Invalid input; `fields` names what to fix."
     assert "examples" in create["content"]["application/json"]
+
+
+def test_a_paged_list_documents_the_404_of_a_cursor_it_did_not_give():
+    from exchange.openapi import error_statuses
+
+    page = {"parameters": [{"in": "query", "name": "cursor", "schema": {"type": "string"}}]}
+    assert "404" in error_statuses("/api/v1/orders/", "get", page, [{"TokenAuth": []}])
+    assert "404" not in error_statuses("/api/v1/orders/", "get", {"parameters": []}, [{"TokenAuth": []}])
