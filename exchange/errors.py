@@ -64,9 +64,7 @@ def _response(code: str, detail: str, fields: dict, status_code: int, headers: d
 
 def api_exception_handler(exc, context):
     if isinstance(exc, AppError):
-        response = _response(exc.code, exc.detail, exc.fields, exc.status_code, exc.headers)
-        response.data = exc.as_dict()
-        return response
+        return _response(exc.code, exc.detail, exc.fields, exc.status_code, exc.headers)
     if isinstance(exc, DjangoValidationError):
         exc = drf_exceptions.ValidationError(
             exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
@@ -86,9 +84,5 @@ def api_exception_handler(exc, context):
         if getattr(exc, "auth_header", None):
             headers["WWW-Authenticate"] = exc.auth_header
         code = exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code
-        response = _response(code, str(exc.detail), {}, exc.status_code, headers)
-        if "Retry-After" in headers:
-            # The same body as the order paths' own limit (exchange/ratelimit.py).
-            response.data["retry_after"] = int(headers["Retry-After"])
-        return response
+        return _response(code, str(exc.detail), {}, exc.status_code, headers)
     return None

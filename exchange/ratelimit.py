@@ -5,7 +5,7 @@ Each API token (or, for a signed-in browser socket, each person) has a budget of
 ``THROTTLE_ORDERS`` orders, e.g. ``6000/min``: a token bucket that holds at most that many
 and refills at that rate. An order costs one, a batch one per order in it, a WebSocket
 cancel or amend one. Over budget the request is refused whole with 429 ``throttled`` and
-``Retry-After`` (WebSocket: an error reply with code ``throttled`` and ``retry_after``).
+``Retry-After`` (WebSocket: an error reply with code ``throttled`` whose detail says when).
 
 The buckets live in each web process's memory, not in Redis: a shared counter would cost a
 round trip per order on a path whose whole budget is about 80 µs of CPU per order, and the
@@ -46,9 +46,6 @@ class Throttled(AppError):
         self.retry_after = max(1, math.ceil(wait))
         super().__init__("throttled", f"Too many orders; try again in {self.retry_after} s.", status_code=429,
                          headers={"Retry-After": str(self.retry_after)})
-
-    def as_dict(self) -> dict:
-        return {**super().as_dict(), "retry_after": self.retry_after}
 
 
 @dataclass(slots=True)

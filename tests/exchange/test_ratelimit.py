@@ -26,7 +26,7 @@ def test_a_bucket_spends_refills_and_says_when_to_come_back():
     with pytest.raises(Throttled) as refused:
         buckets.take("a")
     assert refused.value.status_code == 429 and refused.value.code == "throttled"
-    assert refused.value.headers == {"Retry-After": "10"} and refused.value.as_dict()["retry_after"] == 10
+    assert refused.value.headers == {"Retry-After": "10"} and "10 s" in refused.value.detail
     buckets.take("b")  # another token has its own budget
     clock.now += 10
     buckets.take("a")
@@ -43,7 +43,7 @@ def test_a_batch_costs_one_per_order_and_is_refused_whole():
     buckets.take("a", 40)  # the refused batch spent nothing
     with pytest.raises(Throttled) as refused:
         buckets.take("a", 500)  # larger than the whole budget: come back when it is full
-    assert refused.value.retry_after == 1
+    assert refused.value.retry_after == 1 and refused.value.headers["Retry-After"] == "1"
 
 
 @pytest.mark.parametrize("rate", ["", "10", "x/min", "10/fortnight", "0/min"])
@@ -72,12 +72,12 @@ async def test_the_fast_route_refuses_orders_over_the_tokens_budget(buyer, provi
         assert status == 201
     status, answer = await post("/api/v1/orders/batch/", {"orders": [
         {**body, "client_order_id": f"b{n}"} for n in range(3)]}, buyer_api.raw_token)
-    assert status == 429 and answer["code"] == "throttled" and answer["retry_after"] >= 1
+    assert status == 429 and answer["code"] == "throttled"
     status, answer = await post("/api/v1/orders/batch/", {"orders": [
         {**body, "client_order_id": f"b{n}"} for n in range(2)]}, buyer_api.raw_token)
     assert status == 200
     status, answer = await post("/api/v1/orders/", {**body, "client_order_id": "over"}, buyer_api.raw_token)
-    assert status == 429 and set(answer) == {"code", "detail", "fields", "retry_after"}
+    assert status == 429 and set(answer) == {"code", "detail", "fields"}
     assert await Order.objects.acount() == 5
 
 
@@ -123,7 +123,7 @@ async def test_websocket_commands_share_the_budget_and_get_a_throttled_reply(buy
                                "price": "19.00", "qty": 1})
         replies.append(await ws.receive_json_from(timeout=5))
     assert [r["type"] for r in replies] == ["ack", "ack", "error"]
-    assert replies[2]["code"] == "throttled" and replies[2]["request_id"] == 2 and replies[2]["retry_after"] >= 1
+    assert replies[2]["code"] == "throttled" and replies[2]["request_id"] == 2 and "try again in" in replies[2]["detail"]
     assert await Order.objects.acount() == 3
     await ws.disconnect()
 
@@ -141,5 +141,5 @@ def test_drf_limits_answer_in_the_same_shape(buyer, monkeypatch):
     assert [client.get("/api/v1/me/").status_code for _ in range(2)] == [200, 200]
     response = client.get("/api/v1/me/")
     assert response.status_code == 429 and int(response["Retry-After"]) >= 1
-    assert response.json()["code"] == "throttled" and response.json()["retry_after"] == int(response["Retry-After"])
+    assert response.json()["code"] == "throttled" and set(response.json()) == {"code", "detail", "fields"}
     cache.clear()
