@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' ' -f1)
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.numba_cache
 
-.PHONY: setup run test stop bench clean
+.PHONY: setup run test fuzz stop bench clean
 
 $(STAMP): requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (found %s); set PYTHON=python3.12 or similar." % sys.version.split()[0])'
@@ -33,6 +33,10 @@ stop:
 
 test: setup
 	@$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The long schemathesis run (tests/test_api_fuzz.py): every operation, three callers, at least 10,000 requests.
+fuzz: setup
+	@FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-40} FUZZ_MIN_REQUESTS=$${FUZZ_MIN_REQUESTS:-10000} FUZZ_LOG=$${FUZZ_LOG:-.data/fuzz-server.log} $(BIN)/python -m pytest -q -s -p no:logging tests/test_api_fuzz.py $(PYTEST_ARGS)
 
 bench: setup
 	@for f in bench/*.py; do $(BIN)/python $$f || exit 1; done

@@ -1,12 +1,31 @@
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm
+from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
+from accounts import lockout
 from accounts.models import ApiToken, Organisation
 
 
 class SignInForm(AuthenticationForm):
     username = forms.EmailField(label=_("E-mail"), widget=forms.EmailInput(attrs={"autofocus": True}))
+    locked = False
+
+    def clean(self):
+        email = (self.data.get("username") or "").strip().lower()
+        address = lockout.client_address(self.request)
+        # Checked before the password: while locked, even the right password gets no answer.
+        if wait := lockout.locked_for(email=email, address=address):
+            self.locked = True
+            raise ValidationError(
+                _("Too many wrong passwords. Sign-in is locked for %(minutes)d more minute(s); try again later "
+                  "or reset your password.") % {"minutes": max(1, -(-wait // 60))}, code="locked")
+        try:
+            return super().clean()
+        except ValidationError:
+            if self.cleaned_data.get("username") and self.data.get("password"):
+                lockout.failed(email=email, address=address)
+            raise
 
 
 class SignUpForm(forms.Form):

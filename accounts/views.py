@@ -11,6 +11,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
+from accounts import lockout
 from accounts.access import actor_from_user
 from accounts.forms import SignInForm, SignUpForm, TokenCreateForm
 from accounts.selectors import token_list
@@ -22,6 +23,16 @@ class SignInView(auth_views.LoginView):
     template_name = "accounts/sign_in.html"
     form_class = SignInForm
     redirect_authenticated_user = True
+
+    def form_invalid(self, form):
+        response = super().form_invalid(form)
+        if form.locked:
+            response.status_code = 429
+        return response
+
+    def form_valid(self, form):
+        lockout.succeeded(email=form.get_user().email)
+        return super().form_valid(form)
 
 
 class SignOutView(auth_views.LogoutView):

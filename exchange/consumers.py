@@ -9,7 +9,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from accounts.access import actor_from_token, actor_from_user, actor_refresh, check_actor
-from exchange import services
+from exchange import ratelimit, services
 from exchange.errors import AppError
 from exchange.events import organisation_group
 from exchange.fanout import direct_connection, hub
@@ -96,6 +96,7 @@ class EventsConsumer(JsonCommandConsumer):
     async def receive_json(self, content, **kwargs):
         request_id = content.get("request_id") if isinstance(content, dict) else None
         try:
+            ratelimit.take_orders(self.actor, None)
             reply = await self._command(content)
         except AppError as exc:
             reply = {"type": "error", **exc.as_dict(), "request_id": request_id}

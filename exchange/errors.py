@@ -17,12 +17,14 @@ from rest_framework.response import Response
 class AppError(Exception):
     """A business outcome that stops the action: nothing was changed."""
 
-    def __init__(self, code: str, detail: str, *, fields: dict | None = None, status_code: int = 400):
+    def __init__(self, code: str, detail: str, *, fields: dict | None = None, status_code: int = 400,
+                 headers: dict | None = None):
         super().__init__(detail)
         self.code = code
         self.detail = detail
         self.fields = fields or {}
         self.status_code = status_code
+        self.headers = headers or {}
 
     def as_dict(self) -> dict:
         return {"code": self.code, "detail": self.detail, "fields": self.fields}
@@ -62,7 +64,7 @@ def _response(code: str, detail: str, fields: dict, status_code: int, headers: d
 
 def api_exception_handler(exc, context):
     if isinstance(exc, AppError):
-        return _response(exc.code, exc.detail, exc.fields, exc.status_code)
+        return _response(exc.code, exc.detail, exc.fields, exc.status_code, exc.headers)
     if isinstance(exc, DjangoValidationError):
         exc = drf_exceptions.ValidationError(
             exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}

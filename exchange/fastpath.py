@@ -23,6 +23,7 @@ import logging
 import psycopg
 from asgiref.sync import sync_to_async
 
+from exchange import ratelimit
 from exchange.db import conninfo
 
 from accounts.access import Actor, actor_from_token
@@ -207,10 +208,11 @@ class OrderEntryRouter:
                 return await self._handle(kind, auth[1], receive, send)
         return await self.fallback(scope, receive, send)
 
-    async def _respond(self, send, status: int, body: dict) -> None:
+    async def _respond(self, send, status: int, body: dict, headers: dict | None = None) -> None:
         payload = _json_encode(body).encode()
+        extra = [(name.lower().encode(), str(value).encode()) for name, value in (headers or {}).items()]
         await send({"type": "http.response.start", "status": status,
-                    "headers": [JSON_CONTENT_TYPE, (b"content-length", str(len(payload)).encode())]})
+                    "headers": [JSON_CONTENT_TYPE, (b"content-length", str(len(payload)).encode()), *extra]})
         await send({"type": "http.response.body", "body": payload})
 
     async def _read(self, receive) -> bytes:
@@ -232,6 +234,7 @@ class OrderEntryRouter:
             body = await self._read(receive)
             actor = await self.tokens.actor(raw_token)
             data = json_parse(body) if body else None
+            ratelimit.take_orders(actor, data, batch=kind == "batch")
             place = self._single if kind == "single" else self._batch
             try:
                 await place(actor, data, send)
@@ -245,7 +248,7 @@ class OrderEntryRouter:
         except ConnectionError:
             return
         except AppError as exc:
-            await self._respond(send, exc.status_code, exc.as_dict())
+            await self._respond(send, exc.status_code, exc.as_dict(), exc.headers)
         except Exception:
             log.exception("order entry failed")
             await self._respond(send, 500, _error_body(

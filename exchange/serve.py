@@ -12,6 +12,8 @@ import argparse
 import os
 import socket
 
+DB_POOL_MAX_SIZE = 10
+
 
 def main() -> None:
     parser = argparse.ArgumentParser()
@@ -20,6 +22,8 @@ def main() -> None:
     parser.add_argument("--access-log", action="store_true")
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "exchange.settings")
+    # A web process takes its database connections from a pool (exchange/settings.py says why).
+    os.environ.setdefault("DB_POOL_MAX_SIZE", str(DB_POOL_MAX_SIZE))
 
     import uvicorn
 

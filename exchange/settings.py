@@ -93,8 +93,30 @@ TEMPLATES = [
 
 # PostgreSQL always: DATABASE_URL, or the embedded server this project starts itself.
 DATABASE_URL = env_str("DATABASE_URL") or embedded.postgres_url()
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Web processes (python -m exchange.serve) take connections from a pool (psycopg_pool), not
+# persistent ones: under ASGI each request's sync code runs on a thread of its own, and a
+# persistent connection stays with the thread that opened it until it is collected. Six
+# rounds of 20 concurrent reads against one process held 20–51 backends, still 20 after 75 s
+# idle (tests/exchange/test_db_connections.py has the rounds). Pooled, a connection returns
+# to the pool when Django closes it at the end of the request, the pool holds at most
+# DB_POOL_MAX_SIZE per process, and a request that finds them all busy waits up to
+# DB_POOL_TIMEOUT seconds. Other processes (the engine runner, management commands) keep
+# persistent connections (DB_POOL_MAX_SIZE=0): the engine holds its shard's advisory lock
+# for the life of its connection, which a pool would hand on to the next borrower instead
+# of closing.
+DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 0)
+DATABASES = {"default": dj_database_url.parse(
+    DATABASE_URL, conn_max_age=0 if DB_POOL_MAX_SIZE else env_int("DB_CONN_MAX_AGE", 60))}
+if DB_POOL_MAX_SIZE:
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": min(env_int("DB_POOL_MIN_SIZE", 1), DB_POOL_MAX_SIZE),
+        "max_size": DB_POOL_MAX_SIZE,
+        "timeout": env_int("DB_POOL_TIMEOUT", 10),
+        # After a burst the pool shrinks by one idle connection per max_idle seconds (psycopg_pool).
+        "max_idle": env_int("DB_POOL_MAX_IDLE", 10),
+    }
+else:
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if env_str("TEST_DATABASE_NAME"):
     DATABASES["default"]["TEST"] = {"NAME": env_str("TEST_DATABASE_NAME")}
 
@@ -190,6 +212,7 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "exchange.openapi.document_errors"],
 }
 
 CACHES = {
@@ -215,6 +238,13 @@ ENGINE_BATCH_SIZE = env_int("ENGINE_BATCH_SIZE", 20000)
 HEALTH_ENGINE_LAG_SECONDS = env_int("HEALTH_ENGINE_LAG_SECONDS", 30)
 
 THROTTLE_MARKETPLACE_WRITE = env_str("THROTTLE_MARKETPLACE_WRITE", "300/min")
+# Orders per API token (or signed-in person) on the fast order path and over WebSocket
+# commands, per web process (exchange/ratelimit.py says why per process).
+THROTTLE_ORDERS = env_str("THROTTLE_ORDERS", "6000/min")
+# Sign-in: after this many wrong passwords for one account (or 4× as many from one address)
+# within the window, further attempts are refused until the window has passed.
+SIGN_IN_MAX_FAILURES = env_int("SIGN_IN_MAX_FAILURES", 5)
+SIGN_IN_LOCKOUT_SECONDS = env_int("SIGN_IN_LOCKOUT_SECONDS", 900)
 
 LOGGING = {
     "version": 1,

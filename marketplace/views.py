@@ -249,6 +249,9 @@ def listing_withdraw_view(request, listing_id: int):
     except AppError as exc:
         if exc.status_code == 404:
             raise Http404 from exc
+        if exc.status_code in (401, 403):
+            # Refused as every other provider form refuses (not a redirect that looks like success).
+            return _refused(request, exc)
         messages.error(request, exc.detail)
     else:
         messages.success(request, _("Listing %(id)s withdrawn.") % {"id": listing.id})

@@ -1,6 +1,7 @@
 """The project's own processes (web server, engine runner) on the test database."""
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -22,9 +23,9 @@ def child_env(**extra: str) -> dict[str, str]:
             "CHANNEL_PREFIX": settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"], **extra}
 
 
-def start(*args: str, **extra_env: str) -> subprocess.Popen:
+def start(*args: str, stderr=None, **extra_env: str) -> subprocess.Popen:
     """``python <args>`` in the project's folder (``manage.py run_engine``, ``-m exchange.serve …``)."""
-    return subprocess.Popen([sys.executable, *args], cwd=settings.BASE_DIR, env=child_env(**extra_env))
+    return subprocess.Popen([sys.executable, *args], cwd=settings.BASE_DIR, env=child_env(**extra_env), stderr=stderr)
 
 
 def wait_for_other_sessions_to_end(timeout: float = 5.0) -> None:
@@ -39,3 +40,41 @@ def wait_for_other_sessions_to_end(timeout: float = 5.0) -> None:
             if cursor.fetchone()[0] == 0:
                 return
             time.sleep(0.1)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def serve(*, stderr=None, **extra_env: str):
+    """``python -m exchange.serve`` on a free port of 127.0.0.1: (process, base URL), once it answers."""
+    import requests
+
+    port = free_port()
+    process = start("-m", "exchange.serve", "--host", "127.0.0.1", "--port", str(port), stderr=stderr, **extra_env)
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"exchange.serve exited with code {process.returncode}")
+        try:
+            if requests.get(f"{base_url}/healthz", timeout=5).status_code == 200:
+                return process, base_url
+        except requests.ConnectionError:
+            pass
+        if time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError("exchange.serve did not answer in 30 s")
+        time.sleep(0.2)
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    wait_for_other_sessions_to_end()
