@@ -1,6 +1,9 @@
 import uuid
 
 import pytest
+import pytest_asyncio
+from asgiref.sync import sync_to_async
+from django.db import connections
 from django.conf import settings
 from rest_framework.test import APIClient
 
@@ -22,6 +25,17 @@ PASSWORD = "correct-horse-battery-9"
 def _plain_static_storage(settings):
     # The manifest storage needs `collectstatic`; pages under test only need the URLs.
     settings.STORAGES = {**settings.STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+
+
+@pytest_asyncio.fixture
+async def asgi_closed():
+    """For async tests that drive the ASGI application: the order route's connections and every
+    thread's Django connection close at teardown, or they outlive the test (STACK.md)."""
+    from exchange.asgi import order_entry
+
+    yield
+    await order_entry.aclose()
+    await sync_to_async(connections.close_all)()
 
 
 @pytest.fixture

@@ -4,9 +4,7 @@ a socket that stays open), never a 500 or a dropped socket, and nothing written.
 import json
 
 import pytest
-import pytest_asyncio
 from asgiref.sync import sync_to_async
-from django.db import connections
 
 from exchange import ledger
 from exchange.models import FeeTier, InboxCommand, Journal, Order
@@ -15,16 +13,7 @@ from tests.exchange.conftest import make_instrument
 from tests.exchange.test_bad_input import AMEND_VALUES, CASES, order
 from tests.exchange.test_live import connect, post
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
-
-
-@pytest_asyncio.fixture(autouse=True)
-async def _close_connections():
-    from exchange.asgi import order_entry
-
-    yield
-    await order_entry.aclose()
-    await sync_to_async(connections.close_all)()
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio, pytest.mark.usefixtures("asgi_closed")]
 
 
 @sync_to_async

@@ -3,24 +3,13 @@ are lost, the next one's ``seq`` shows the gap, and re-reading ``/api/v1/orders/
 ``/api/v1/fills/`` (as the README says) gives the state the lost events carried."""
 
 import pytest
-import pytest_asyncio
 from asgiref.sync import sync_to_async
-from django.db import connections
 
 from exchange.models import Order, Trade
 from tests.exchange.conftest import drain
 from tests.exchange.test_live import connect, market_setup
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
-
-
-@pytest_asyncio.fixture(autouse=True)
-async def _close_connections():
-    from exchange.asgi import order_entry
-
-    yield
-    await order_entry.aclose()
-    await sync_to_async(connections.close_all)()
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio, pytest.mark.usefixtures("asgi_closed")]
 
 
 def redis_away(writes):

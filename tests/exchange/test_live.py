@@ -5,10 +5,8 @@ import json
 from datetime import datetime, timedelta
 
 import pytest
-import pytest_asyncio
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.db import connections
 
 from exchange import ledger
 from exchange.asgi import application
@@ -18,17 +16,8 @@ from exchange.models import Allocation, LedgerAccount, Trade
 from tests.conftest import token_client
 from tests.exchange.conftest import drain, list_capacity, make_instrument
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio, pytest.mark.usefixtures("asgi_closed")]
 ORIGIN = [(b"origin", b"http://127.0.0.1")]
-
-
-@pytest_asyncio.fixture(autouse=True)
-async def _close_connections():
-    from exchange.asgi import order_entry
-
-    yield
-    await order_entry.aclose()
-    await sync_to_async(connections.close_all)()
 
 
 @sync_to_async
