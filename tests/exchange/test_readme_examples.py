@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -230,7 +231,10 @@ def test_the_python_client_follows_both_streams_and_recovers_from_gaps(market, e
 
 def test_the_market_book_discards_updates_at_or_below_the_snapshot_after_a_gap():
     book = readme_client()["MarketBook"]()
-    update = lambda seq, bids=(), asks=(): {"type": "md.update", "seq": seq, "bids": list(bids), "asks": list(asks)}
+
+    def update(seq, bids=(), asks=()):
+        return {"type": "md.update", "seq": seq, "bids": list(bids), "asks": list(asks)}
+
     # An update that came before its snapshot waits, and is dropped if the snapshot has it.
     assert book.on_message(update(10, bids=[["20.00", 5]])) == "pending"
     assert book.on_message({"type": "md.snapshot", "seq": 10, "bids": [["20.00", 5, 1]], "asks": []}) == "snapshot"
@@ -253,7 +257,10 @@ def test_the_market_book_discards_updates_at_or_below_the_snapshot_after_a_gap()
 
 def test_the_account_sees_a_gap_in_its_events_and_keeps_applying_after_it():
     account = readme_client()["Account"]("cx_unused")
-    event = lambda seq, status, order_id=1: {"type": "order", "seq": seq, "order_id": order_id, "status": status}
+
+    def event(seq, status, order_id=1):
+        return {"type": "order", "seq": seq, "order_id": order_id, "status": status}
+
     assert account.on_event({"type": "hello", "organisation": "x"}) == "ignored"
     assert account.on_event(event(7, "open")) == "applied"
     assert account.on_event({"type": "trade", "seq": 8, "order_id": 1, "qty": 2, "price": "20.00"}) == "applied"
