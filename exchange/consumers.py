@@ -4,9 +4,11 @@ commands to the same order services the REST API uses."""
 from __future__ import annotations
 
 import logging
+import time
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 
 from accounts.access import actor_from_token, actor_from_user, actor_refresh, check_actor
 from exchange import ratelimit, services
@@ -26,6 +28,13 @@ CREDENTIALS_GONE = frozenset({"token_revoked", "token_expired", "user_inactive",
 
 def _query(scope) -> dict[str, str]:
     return dict(part.split("=", 1) for part in scope.get("query_string", b"").decode().split("&") if "=" in part)
+
+
+def _actor_recheck(actor):
+    """``actor`` as it is now, if it may still read its organisation's stream."""
+    actor = actor_refresh(actor)
+    check_actor(actor, scope="read", acting=False)
+    return actor
 
 
 @database_sync_to_async
@@ -80,6 +89,7 @@ class EventsConsumer(JsonCommandConsumer):
             await self.send_json({"type": "error", "code": exc.code, "detail": exc.detail})
             await self.close(code=4401 if exc.status_code == 401 else 4403)
             return
+        self.checked_at = time.monotonic()
         self.group = organisation_group(self.actor.membership.organisation_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
@@ -90,8 +100,33 @@ class EventsConsumer(JsonCommandConsumer):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def relay(self, message):
+        if not await self._may_still_read():
+            return
         for event in message["events"]:
             await self.send_json(event)
+
+    async def _may_still_read(self) -> bool:
+        """Whether the socket's credentials still read this organisation's events.
+
+        The stream outlives the check made when it opened: a revoked token, a deactivated
+        user, a membership moved away or a suspension ends it (an error, then a close). The
+        facts are read again at most once per EVENTS_ACCESS_RECHECK_SECONDS, so a busy stream
+        costs one query per interval, not one per event.
+        """
+        if not hasattr(self, "checked_at"):  # closed
+            return False
+        now = time.monotonic()
+        if now - self.checked_at < settings.EVENTS_ACCESS_RECHECK_SECONDS:
+            return True
+        try:
+            self.actor = await database_sync_to_async(_actor_recheck)(self.actor)
+        except AppError as exc:
+            del self.checked_at
+            await self.send_json({"type": "error", **exc.as_dict()})
+            await self.close(code=4401 if exc.status_code == 401 else 4403)
+            return False
+        self.checked_at = now
+        return True
 
     async def receive_json(self, content, **kwargs):
         request_id = content.get("request_id") if isinstance(content, dict) else None

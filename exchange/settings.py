@@ -236,6 +236,9 @@ ENGINE_BATCH_INTERVAL_MS = env_int("ENGINE_BATCH_INTERVAL_MS", 20)
 ENGINE_BATCH_SIZE = env_int("ENGINE_BATCH_SIZE", 20000)
 # /healthz answers 503 once the oldest unprocessed inbox command has waited longer than this.
 HEALTH_ENGINE_LAG_SECONDS = env_int("HEALTH_ENGINE_LAG_SECONDS", 30)
+# An open /ws/events/ socket re-reads its credentials at most this often while events flow,
+# and closes once they no longer read the organisation (revoked, deactivated, moved, suspended).
+EVENTS_ACCESS_RECHECK_SECONDS = env_int("EVENTS_ACCESS_RECHECK_SECONDS", 1)
 
 THROTTLE_MARKETPLACE_WRITE = env_str("THROTTLE_MARKETPLACE_WRITE", "300/min")
 # Orders per API token (or signed-in person) on the fast order path and over WebSocket

@@ -343,3 +343,43 @@ async def test_after_a_move_a_batch_on_the_fast_route_is_placed_for_the_new_orga
     placed = await sync_to_async(set)(Order.objects.filter(client_order_id__startswith="after-").values_list(
         "organisation_id", flat=True))
     assert placed == {world.other.id}
+
+
+@pytest.mark.parametrize("change, close_code", [
+    (token_revoked, 4401), (user_deactivated, 4401), (membership_moved, 4403), (organisation_suspended, 4403),
+    (None, None),
+])
+async def test_an_events_socket_relays_nothing_once_its_credentials_no_longer_read_the_organisation(
+        change, close_code, settings):
+    # The stream itself, not only commands: after the change, the organisation's next event
+    # must not reach a socket opened before it (the check runs on every relay here).
+    from channels.layers import get_channel_layer
+
+    from exchange.events import organisation_group
+
+    settings.EVENTS_ACCESS_RECHECK_SECONDS = 0
+    world = await world_make()
+    edge = SocketPath(world)
+    await edge.prime()
+    if change is not None:
+        await apply_change(change, world)
+    event = {"type": "order", "seq": 10**6, "order_id": world.resting_id, "status": "open"}
+    await get_channel_layer().group_send(organisation_group(world.member.organisation_id),
+                                         {"type": "relay", "events": [event]})
+    messages = []
+    while True:
+        output = await edge.ws.receive_output(timeout=5)
+        if output["type"] == "websocket.close":
+            messages.append(output)
+            break
+        message = json.loads(output["text"])
+        messages.append(message)
+        if message == event:
+            break
+    if change is None:
+        assert messages[-1] == event
+    else:
+        assert event not in messages
+        assert messages[-2]["type"] == "error"
+        assert messages[-1] == {"type": "websocket.close", "code": close_code}
+    await edge.close()
