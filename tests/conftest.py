@@ -27,6 +27,17 @@ def _plain_static_storage(settings):
     settings.STORAGES = {**settings.STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
 
 
+@pytest.fixture(autouse=True)
+def _fresh_instrument_directory():
+    # Instruments are never deleted in the exchange, but each test's rows are: a code the
+    # process-wide directory remembers may name another id in the next test.
+    from exchange.gateway import instruments
+
+    instruments._by_code.clear()
+    yield
+    instruments._by_code.clear()
+
+
 @pytest_asyncio.fixture
 async def asgi_closed():
     """For async tests that drive the ASGI application: the order route's connections and every

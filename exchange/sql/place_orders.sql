@@ -170,7 +170,7 @@ BEGIN
     END IF;
     INSERT INTO exchange_capacityposition (organisation_id, instrument_id, held, sold, bought)
     SELECT DISTINCT t.o, t.ins, 0, 0, 0 FROM unnest(p_org, p_instrument, p_side) AS t(o, ins, s)
-    WHERE t.s = 'sell'
+    WHERE t.s = 'sell' AND t.ins = ANY(v_ins_id)  -- an unknown instrument is refused below
       AND NOT EXISTS (SELECT 1 FROM exchange_capacityposition c WHERE c.organisation_id = t.o AND c.instrument_id = t.ins)
     ON CONFLICT DO NOTHING;
 

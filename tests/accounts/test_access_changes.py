@@ -11,10 +11,8 @@ import json
 from dataclasses import dataclass
 
 import pytest
-import pytest_asyncio
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.db import connections
 from django.utils import timezone
 
 from accounts.access import actor_from_token, actor_from_user
@@ -28,19 +26,8 @@ from rest_framework.test import APIClient
 from tests.exchange.conftest import make_instrument
 from tests.factories import MembershipFactory, OrganisationFactory
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio, pytest.mark.usefixtures("asgi_closed")]
 ORIGIN = (b"origin", b"http://127.0.0.1")
-
-
-@pytest_asyncio.fixture(autouse=True)
-async def _close_connections():
-    from exchange.asgi import order_entry
-    from exchange.gateway import instruments
-
-    instruments._by_code.clear()  # each test lists its instrument anew, under another id
-    yield
-    await order_entry.aclose()
-    await sync_to_async(connections.close_all)()
 
 
 @dataclass

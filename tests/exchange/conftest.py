@@ -69,16 +69,6 @@ def list_capacity(*, organisation: Organisation, instrument: Instrument, scu_h: 
         hub=instrument.hub, provider=organisation)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_instrument_directory():
-    # Instruments are never deleted in the exchange, but each test's rows are.
-    from exchange.gateway import instruments
-
-    instruments._by_code.clear()
-    yield
-    instruments._by_code.clear()
-
-
 @pytest.fixture
 def fee_tier(db):
     return FeeTier.objects.get_or_create(code="standard", defaults=dict(name="Standard", maker_bps=2, taker_bps=5, is_default=True))[0]

@@ -124,9 +124,11 @@ def test_an_order_for_an_instrument_that_does_not_exist_is_refused_and_its_neigh
     # directory entry would otherwise write an order the engine can never load.
     instrument, requests = market(3)
     ghost = dataclasses.replace(requests[0], client_order_id="ghost", instrument_id=instrument.id + 10_000)
+    # An ask makes the statement create a capacity position first: not for an instrument it did not find.
+    ghost_ask = dataclasses.replace(ghost, client_order_id="ghost-ask", side="sell")
     with transaction.atomic():
-        results = orders_submit_isolating(requests + [ghost])
-    assert [r.code for r in results] == ["accepted"] * 3 + ["unknown_instrument"]
-    assert not Order.objects.filter(client_order_id="ghost").exists()
+        results = orders_submit_isolating(requests + [ghost, ghost_ask])
+    assert [r.code for r in results] == ["accepted"] * 3 + ["unknown_instrument"] * 2
+    assert not Order.objects.filter(client_order_id__startswith="ghost").exists()
     assert Order.objects.count() == InboxCommand.objects.count() == 3
     assert ledger.ledger_check() == [] and sum(LedgerAccount.objects.values_list("balance", flat=True)) == 0

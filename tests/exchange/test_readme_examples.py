@@ -54,7 +54,8 @@ def _free_port() -> int:
 def exchange_url(transactional_db, fee_tier):
     """A web server and an engine runner, as `make run` starts them, on the test database."""
     port = _free_port()
-    processes = [start("-m", "exchange.serve", "--port", str(port), SECURE_COOKIES="0"),
+    # DEBUG: pages name static files without the manifest `collectstatic` writes (as the browser tests do).
+    processes = [start("-m", "exchange.serve", "--port", str(port), SECURE_COOKIES="0", DEBUG="1"),
                  start("manage.py", "run_engine")]
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
