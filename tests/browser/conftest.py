@@ -1,53 +1,21 @@
 """A real exchange for the browser: web server and engine processes on the test database."""
 
 import shutil
-import socket
-import subprocess
-import time
-import urllib.request
 
 import pytest
 
-from tests.processes import start, wait_for_other_sessions_to_end
+from tests.processes import exchange_running
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
 def live_exchange(transactional_db):
     if CHROMIUM is None:
         pytest.skip("Debian's chromium is not installed (apt-get install chromium); browser tests need it")
-    port = _free_port()
-    env = {"SECURE_COOKIES": "0", "DEBUG": "1"}
-    processes = [start("-m", "exchange.serve", "--port", str(port), **env), start("manage.py", "run_engine", **env)]
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(base + "/healthz", timeout=2):
-                break
-        except OSError:
-            if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
-                for p in processes:
-                    p.kill()
-                raise RuntimeError("the exchange did not start for the browser test")
-            time.sleep(0.2)
-    yield base
-    for p in processes:
-        p.terminate()
-    for p in processes:
-        try:
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-    wait_for_other_sessions_to_end()
+    with exchange_running(SECURE_COOKIES="0", DEBUG="1") as base:
+        yield base
 
 
 

@@ -6,7 +6,6 @@ import asyncio
 import json
 import re
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -23,7 +22,7 @@ from exchange.models import Order, Trade
 from tests.conftest import token_client
 from tests.exchange.conftest import list_capacity, make_instrument
 from tests.factories import MembershipFactory
-from tests.processes import child_env, start, wait_for_other_sessions_to_end
+from tests.processes import child_env, exchange_running
 
 README = Path(settings.BASE_DIR) / "README.md"
 README_BASE = "BASE=http://127.0.0.1:8000"
@@ -44,40 +43,11 @@ def readme_client(base: str = "http://127.0.0.1:8000") -> dict:
     return namespace
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def exchange_url(transactional_db, fee_tier):
-    """A web server and an engine runner, as `make run` starts them, on the test database."""
-    port = _free_port()
     # DEBUG: pages name static files without the manifest `collectstatic` writes (as the browser tests do).
-    processes = [start("-m", "exchange.serve", "--port", str(port), SECURE_COOKIES="0", DEBUG="1"),
-                 start("manage.py", "run_engine")]
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    try:
-        while True:
-            try:
-                with urllib.request.urlopen(base + "/healthz", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
-                    raise RuntimeError("the exchange did not start")
-                time.sleep(0.2)
+    with exchange_running(SECURE_COOKIES="0", DEBUG="1") as base:
         yield base
-    finally:
-        for p in processes:
-            p.terminate()
-        for p in processes:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        wait_for_other_sessions_to_end()
 
 
 @pytest.fixture
