@@ -58,10 +58,8 @@ def drain_with_arrivals(runner: EngineRunner, arrive) -> int:
 
 
 @pytest.fixture
-def market(buyer, provider, fee_tier):
-    instrument = make_instrument()
-    list_capacity(organisation=provider.organisation, instrument=instrument, scu_h=100)
-    ledger.deposit(organisation=buyer.organisation, amount_fen=1_000_000_00)
+def market(funded_buyer, listed_provider, instrument):
+    buyer, provider = funded_buyer, listed_provider
     runner = EngineRunner()
     runner.load()
     yield instrument, runner, actor_from_user(buyer.user), actor_from_user(provider.user)

@@ -9,7 +9,6 @@ from exchange import ledger
 from exchange.engine import EngineRunner
 from exchange.models import CapacityPosition, InboxCommand, Order, Trade
 from exchange.services import order_amend, order_place
-from tests.exchange.conftest import list_capacity, make_instrument
 
 # Past year 9999 in UTC: PostgreSQL stores it, Python's datetime cannot hold it.
 BEYOND_9999 = "9999-12-31T23:59:59-14:00"
@@ -46,11 +45,18 @@ def _extreme_gtd_bid(buyer, instrument, *, price="19.00"):
 
 
 @pytest.fixture
-def traders(fee_tier, buyer, provider):
-    instrument = make_instrument()
-    list_capacity(organisation=provider.organisation, instrument=instrument, scu_h=100)
-    ledger.deposit(organisation=buyer.organisation, amount_fen=1_000_000_00)
-    return buyer, provider, instrument
+def traders(funded_buyer, listed_provider, instrument):
+    return funded_buyer, listed_provider, instrument
+
+
+def _run_counting_set_asides(runner) -> list:
+    """Run until the inbox is empty (or a command was set aside more than three times); one
+    entry per command set aside."""
+    attempts = []
+    set_aside = runner.quarantine_failing_command
+    runner.quarantine_failing_command = lambda: (attempts.append(1), set_aside())[1]
+    runner.run(stop=lambda: _pending() == 0 or len(attempts) > 3, poll_seconds=0.01)
+    return attempts
 
 
 @pytest.mark.parametrize("stage", ["step", "drain"])
@@ -89,11 +95,7 @@ def test_a_command_that_fails_on_its_content_is_set_aside_once_and_the_shard_goe
     ask, bid = _crossing_pair(provider, buyer, instrument)
     held_before = broken.held_fen
     assert held_before > 0
-    attempts = []
-    set_aside = runner.quarantine_failing_command
-    runner.quarantine_failing_command = lambda: (attempts.append(1), set_aside())[1]
-
-    runner.run(stop=lambda: _pending() == 0 or len(attempts) > 3, poll_seconds=0.01)
+    attempts = _run_counting_set_asides(runner)
 
     assert _pending() == 0
     assert len(attempts) == 1
@@ -115,11 +117,7 @@ def test_a_set_aside_that_cannot_be_written_still_marks_the_command_processed(tr
                             data={"instrument": instrument.code, "side": "sell", "price": "25.00", "qty": 1})
     _store(broken.id, remaining=10**15)
     ask, bid = _crossing_pair(provider, buyer, instrument)
-    attempts = []
-    set_aside = runner.quarantine_failing_command
-    runner.quarantine_failing_command = lambda: (attempts.append(1), set_aside())[1]
-
-    runner.run(stop=lambda: _pending() == 0 or len(attempts) > 3, poll_seconds=0.01)
+    attempts = _run_counting_set_asides(runner)
 
     assert _pending() == 0
     assert len(attempts) == 1
