@@ -32,28 +32,44 @@ def client_address(request) -> str:
     return (request.META.get("REMOTE_ADDR") or "") if request is not None else ""
 
 
+def _window(key: str) -> tuple[int, float | None]:
+    """(failures so far, when the window started) of one count."""
+    found = cache.get_many([f"{key}:n", f"{key}:since"])
+    return found.get(f"{key}:n", 0), found.get(f"{key}:since")
+
+
 def locked_for(*, email: str, address: str) -> int:
     """Seconds until sign-in is open again for this account and address (0: open)."""
     now = time.time()
     wait = 0.0
     for key, limit in _keys(email, address):
-        entry = cache.get(key)
-        if entry and entry[0] >= limit:
-            wait = max(wait, entry[1] + settings.SIGN_IN_LOCKOUT_SECONDS - now)
+        count, since = _window(key)
+        if count >= limit and since is not None:
+            wait = max(wait, since + settings.SIGN_IN_LOCKOUT_SECONDS - now)
     return int(wait) + 1 if wait > 0 else 0
 
 
 def failed(*, email: str, address: str) -> None:
-    now = time.time()
+    # add() opens a window only where none is running (so later failures do not extend it),
+    # and incr() is atomic in the shared cache: failures sent in parallel each count, where
+    # reading the count and writing it back let a burst of guesses past the limit.
+    window = settings.SIGN_IN_LOCKOUT_SECONDS
     for key, _ in _keys(email, address):
-        count, started = cache.get(key) or (0, now)
-        remaining = started + settings.SIGN_IN_LOCKOUT_SECONDS - now
-        if remaining <= 0:
-            count, started, remaining = 0, now, settings.SIGN_IN_LOCKOUT_SECONDS
-        cache.set(key, (count + 1, started), timeout=int(remaining) + 1)
+        cache.add(f"{key}:since", time.time(), timeout=window)
+        cache.add(f"{key}:n", 0, timeout=window)
+        try:
+            cache.incr(f"{key}:n")
+        except ValueError:  # the window ended between the two calls: this failure opens the next
+            cache.set(f"{key}:since", time.time(), timeout=window)
+            cache.set(f"{key}:n", 1, timeout=window)
+
+
+def failures(*, email: str) -> int:
+    """Wrong passwords counted for this account in its current window."""
+    return _window(_keys(email, "")[0][0])[0]
 
 
 def succeeded(*, email: str) -> None:
     """The right password before the lock: the account's count starts again (the address's does not)."""
     for key, _ in _keys(email.strip().lower(), ""):
-        cache.delete(key)
+        cache.delete_many([f"{key}:n", f"{key}:since"])

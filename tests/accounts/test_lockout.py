@@ -64,3 +64,34 @@ def test_one_address_trying_many_accounts_is_locked_out(client):
     user = MembershipFactory().user
     assert sign_in(client, user.email, PASSWORD).status_code == 429
     assert sign_in(client, user.email, PASSWORD, address="10.0.0.9").status_code == 302
+
+
+def test_concurrent_wrong_passwords_each_count(settings):
+    # Many clients guessing one account at once, through the cache web processes share
+    # (Redis): every failure must count, or a burst of parallel guesses gets past the limit.
+    import threading
+    import uuid
+
+    from accounts import lockout
+
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                                   "LOCATION": settings.REDIS_URL, "KEY_PREFIX": f"t{uuid.uuid4().hex[:8]}"}}
+    settings.SIGN_IN_MAX_FAILURES = 10_000
+    threads, per_thread = 8, 50
+    start = threading.Barrier(threads)
+
+    def guess():
+        start.wait()
+        for _ in range(per_thread):
+            lockout.failed(email="target@example.com", address="")
+
+    workers = [threading.Thread(target=guess) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert lockout.failures(email="target@example.com") == threads * per_thread
+    settings.SIGN_IN_MAX_FAILURES = threads * per_thread
+    assert lockout.locked_for(email="target@example.com", address="") > 0
+    lockout.succeeded(email="target@example.com")
+    assert lockout.failures(email="target@example.com") == 0
