@@ -102,19 +102,20 @@ async def test_a_group_commit_places_every_other_organisations_order_when_one_br
 @pytest.mark.asyncio
 async def test_a_group_commit_on_a_lost_connection_fails_its_orders_without_retrying_them(monkeypatch, _close_connections):
     instrument, requests = await sync_to_async(market)(3)
-    statements = []
+    attempts = []
+    original = fastpath.psycopg.AsyncConnection.connect
 
-    def place_params(batch):
-        statements.append(len(batch))
-        return original(batch)
+    async def connect(*args, **kwargs):
+        attempts.append(1)
+        return await original(*args, **kwargs)
 
-    original = fastpath.place_params
-    monkeypatch.setattr(fastpath, "place_params", place_params)
-    batcher = fastpath.GroupCommitBatcher("host=127.0.0.1 port=1 dbname=nowhere connect_timeout=1")
+    monkeypatch.setattr(fastpath.psycopg.AsyncConnection, "connect", connect)
+    batcher = fastpath.GroupCommitBatcher("host=127.0.0.1 port=1 dbname=nowhere connect_timeout=1", connections=1)
+    # Submitted together, so they share one batch on the batcher's one connection.
     outcomes = await asyncio.gather(*(batcher.submit([request]) for request in requests), return_exceptions=True)
     await batcher.aclose()
     assert all(isinstance(outcome, Exception) for outcome in outcomes), outcomes
-    assert statements == []  # nothing was split and tried again against a server that is not there
+    assert len(attempts) == 1  # one batch, one try: nothing was split and tried again against a server that is not there
 
 
 @pytest.mark.django_db
