@@ -15,6 +15,7 @@ from exchange import ratelimit, services
 from exchange.errors import AppError
 from exchange.events import organisation_group
 from exchange.fanout import direct_connection, hub
+from exchange.gateway import CREDENTIAL_REFUSALS
 from exchange.market_data import depth_snapshot
 from exchange.models import Instrument
 from exchange.wire import UnstorableValue, json_parse, text_problem
@@ -23,7 +24,8 @@ log = logging.getLogger("exchange.consumers")
 
 
 # Command refusals after which the socket's credentials are gone for good: the socket closes.
-CREDENTIALS_GONE = frozenset({"token_revoked", "token_expired", "user_inactive", "membership_changed"})
+# (A missing scope leaves the socket open: it may still read.)
+CREDENTIALS_GONE = CREDENTIAL_REFUSALS - {"scope_missing"}
 
 
 def _query(scope) -> dict[str, str]:

@@ -30,6 +30,7 @@ from accounts.access import Actor, actor_from_token
 from exchange.api import order_out, order_out_placed
 from exchange.errors import AppError
 from exchange.gateway import (
+    CREDENTIAL_REFUSALS,
     FAILED,
     MAX_BATCH,
     PLACE_SQL,
@@ -54,9 +55,6 @@ JSON_CONTENT_TYPE = (b"content-type", b"application/json")
 _json_encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
-# Refusals that mean the cached actor no longer holds: the entry is dropped, so the next
-# request resolves the token again.
-CREDENTIAL_REFUSALS = frozenset({"token_revoked", "token_expired", "user_inactive", "membership_changed", "scope_missing"})
 
 
 class ActorStale(Exception):

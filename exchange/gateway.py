@@ -300,18 +300,22 @@ def batch_plan(items, *, actor: Actor, lookup=None) -> BatchPlan:
     return plan
 
 
-CREDENTIAL_FAILURES = frozenset({"token_revoked", "token_expired"})
+# Refusals that depend only on the credentials, not on any order: every order of a request
+# gets the same one, so it refuses the request whole (as the DRF path does before reading
+# any order), and the fast route forgets a token it had cached.
+CREDENTIAL_REFUSALS = frozenset({"token_revoked", "token_expired", "user_inactive", "membership_changed",
+                                 "scope_missing"})
 
 
 def batch_outcomes(plan: BatchPlan, results: list[OrderResult]) -> list[dict]:
     """Each item's result, in the order sent.
 
-    A dead credential is no order's fault: it refuses the whole request (401), as it does
-    before any order is read on the DRF path. Every order of a batch carries the same
-    token, so none of them was written.
+    Credentials that no longer hold are no order's fault: they refuse the whole request,
+    as on the DRF path. Every order of a batch carries the same token, so none of them
+    was written.
     """
     for result in results:
-        if result.code in CREDENTIAL_FAILURES:
+        if result.code in CREDENTIAL_REFUSALS:
             raise rejection(result)
     for i, request, result in zip(plan.positions, plan.requests, results):
         if result.ok:

@@ -130,9 +130,13 @@ async def test_a_token_order_with_an_idempotency_key_through_asgi_is_placed_once
     assert await Order.objects.acount() == 1
 
 
-@pytest.mark.parametrize("credential", ["revoked", "expired"])
-async def test_a_batch_with_a_dead_token_is_refused_whole_with_401_on_both_paths(buyer, provider, credential):
-    from accounts.models import ApiToken
+@pytest.mark.parametrize("credential, code, http_status", [
+    ("revoked", "token_revoked", 401), ("expired", "token_expired", 401),
+    ("deactivated", "user_inactive", 401), ("read_only", "scope_missing", 403),
+])
+async def test_a_batch_whose_credentials_no_longer_hold_is_refused_whole_on_both_paths(buyer, provider, credential, code,
+                                                                                http_status):
+    from accounts.models import ApiToken, User
 
     instrument, buyer_api, _ = await market(buyer, provider)
     batch = {"orders": [{"instrument": instrument.code, "side": "buy", "price": "20.00", "qty": 1},
@@ -140,15 +144,18 @@ async def test_a_batch_with_a_dead_token_is_refused_whole_with_401_on_both_paths
     # Warm the fast route's token cache: the credential dies after the route first saw it.
     status, _, _ = await asgi_post("/api/v1/orders/batch/", {"orders": batch["orders"][:1]}, buyer_api.raw_token)
     assert status == 200
-    change = {"revoked_at": timezone.now()} if credential == "revoked" else {"expires_at": timezone.now()}
-    await ApiToken.objects.filter(membership=buyer).aupdate(**change)
-    code = f"token_{credential}"
+    if credential == "deactivated":
+        await User.objects.filter(pk=buyer.user_id).aupdate(is_active=False)
+    else:
+        change = {"revoked": {"revoked_at": timezone.now()}, "expired": {"expires_at": timezone.now()},
+                  "read_only": {"scopes": ["read"]}}[credential]
+        await ApiToken.objects.filter(membership=buyer).aupdate(**change)
     status, fast, _ = await asgi_post("/api/v1/orders/batch/", batch, buyer_api.raw_token)
-    assert status == 401 and fast["code"] == code, fast
+    assert status == http_status and fast["code"] == code, fast
     status, drf = await sync_to_async(drf_post)(buyer_api, "/api/v1/orders/batch/", batch)
-    assert status == 401, drf
+    assert status == http_status, drf
     status, keyed, _ = await asgi_post("/api/v1/orders/batch/", batch, buyer_api.raw_token, [(b"idempotency-key", b"b")])
-    assert status == 401
+    assert status == http_status
     assert await Order.objects.acount() == 1
 
 
