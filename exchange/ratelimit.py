@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from exchange.errors import AppError
+from exchange.gateway import MAX_BATCH
 
 UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600, "d": 86400, "day": 86400}
 MAX_KEYS = 100_000
@@ -105,5 +106,7 @@ def take_orders(actor, data=None, *, batch: bool = False) -> None:
     cost = 1
     if batch:
         items = data.get("orders") if isinstance(data, dict) else None
-        cost = max(1, len(items)) if isinstance(items, list) else 1
+        # A batch past MAX_BATCH is refused whole as invalid (400) after this: it costs no more
+        # than the largest batch that could be placed.
+        cost = min(max(1, len(items)), MAX_BATCH) if isinstance(items, list) else 1
     order_buckets().take(actor_key(actor), cost)

@@ -1,9 +1,6 @@
 """Order budgets on the fast route and WebSocket commands (THROTTLE_ORDERS)."""
 
 import pytest
-import pytest_asyncio
-from asgiref.sync import sync_to_async
-from django.db import connections
 
 from exchange.models import Order
 from exchange.ratelimit import Throttled, TokenBuckets, parse_rate
@@ -52,18 +49,25 @@ def test_a_bad_rate_is_refused_with_its_form(rate):
         parse_rate(rate)
 
 
-@pytest_asyncio.fixture
-async def _close_connections():
-    from exchange.asgi import order_entry
+def test_a_batch_past_the_largest_costs_no_more_than_the_largest(settings):
+    # It is refused as invalid (400) once read: the budget must not answer 429 for it, nor
+    # be spent on orders that could never be placed.
+    from types import SimpleNamespace
 
-    yield
-    await order_entry.aclose()
-    await sync_to_async(connections.close_all)()
+    from exchange.gateway import MAX_BATCH
+    from exchange.ratelimit import take_orders
+
+    settings.THROTTLE_ORDERS = f"{MAX_BATCH + 500}/min"
+    actor = SimpleNamespace(token=SimpleNamespace(id=-1), user=None)
+    take_orders(actor, {"orders": [{}] * (MAX_BATCH * 2)}, batch=True)
+    take_orders(actor, {"orders": [{}] * 400}, batch=True)  # what is left is still there
+    with pytest.raises(Throttled):
+        take_orders(actor, {"orders": [{}] * 200}, batch=True)
 
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.asyncio
-async def test_the_fast_route_refuses_orders_over_the_tokens_budget(buyer, provider, settings, _close_connections):
+async def test_the_fast_route_refuses_orders_over_the_tokens_budget(buyer, provider, settings, asgi_closed):
     settings.THROTTLE_ORDERS = "5/min"
     instrument, _, buyer_api, _ = await market_setup(buyer, provider)
     body = {"instrument": instrument.code, "side": "buy", "price": "19.00", "qty": 1}
@@ -83,7 +87,7 @@ async def test_the_fast_route_refuses_orders_over_the_tokens_budget(buyer, provi
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.asyncio
-async def test_the_fast_route_answers_429_with_retry_after(buyer, provider, settings, _close_connections):
+async def test_the_fast_route_answers_429_with_retry_after(buyer, provider, settings, asgi_closed):
     from exchange.asgi import application
 
     settings.THROTTLE_ORDERS = "1/min"
@@ -109,7 +113,7 @@ async def test_the_fast_route_answers_429_with_retry_after(buyer, provider, sett
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.asyncio
-async def test_websocket_commands_share_the_budget_and_get_a_throttled_reply(buyer, provider, settings, _close_connections):
+async def test_websocket_commands_share_the_budget_and_get_a_throttled_reply(buyer, provider, settings, asgi_closed):
     settings.THROTTLE_ORDERS = "3/min"
     instrument, _, buyer_api, _ = await market_setup(buyer, provider)
     status, _ = await post("/api/v1/orders/", {"instrument": instrument.code, "side": "buy", "price": "19.00",
