@@ -150,9 +150,9 @@ class EventsConsumer(JsonCommandConsumer):
 
     @database_sync_to_async
     def _command(self, content) -> dict:
-        # The socket outlives any check made when it opened: every command acts as the
-        # token, user, membership and organisation are now.
-        self.actor = actor_refresh(self.actor)
+        # The socket outlives any check made when it opened: the order services act as the
+        # token, user, membership and organisation are now (actor_refresh), and a refusal
+        # that the credentials are gone closes the socket.
         if not isinstance(content, dict):
             raise AppError("invalid", "Send a JSON object with an action.")
         action = content.get("action")
