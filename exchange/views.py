@@ -31,28 +31,22 @@ def home(request):
     return render(request, "home.html")
 
 
-def _database_ok() -> str | None:
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-            cursor.fetchone()
-    except Exception as exc:  # reported, not raised: this is the health check
-        return f"{type(exc).__name__}: {exc}"
-    return None
-
-
-def _engine_lag() -> float | None:
-    """Seconds the oldest unprocessed inbox command has waited, or None if none waits.
+def _database_and_engine_lag() -> tuple[str | None, float | None]:
+    """(what failed reading the database, or None; seconds the oldest unprocessed inbox
+    command has waited, or None if none waits). One query answers both.
 
     Every shard's engine takes its commands in sequence order, so a runner that stopped or
     fell behind shows here however its process looks from outside (a runner looping on one
     command is alive, yet the inbox grows behind it)."""
-    with connection.cursor() as cursor:
-        # ORDER BY seq: the partial index of pending commands answers it without a scan.
-        cursor.execute("SELECT extract(epoch FROM clock_timestamp() - created_at)::float8 FROM exchange_inboxcommand "
-                       "WHERE processed_at IS NULL ORDER BY seq LIMIT 1")
-        row = cursor.fetchone()
-    return row[0] if row else None
+    try:
+        with connection.cursor() as cursor:
+            # ORDER BY seq: the partial index of pending commands answers it without a scan.
+            cursor.execute("SELECT extract(epoch FROM clock_timestamp() - created_at)::float8 "
+                           "FROM exchange_inboxcommand WHERE processed_at IS NULL ORDER BY seq LIMIT 1")
+            row = cursor.fetchone()
+    except Exception as exc:  # reported, not raised: this is the health check
+        return f"{type(exc).__name__}: {exc}", None
+    return None, (row[0] if row else None)
 
 
 async def _channel_layer_ok() -> str | None:
@@ -73,11 +67,10 @@ async def healthz(request):
     else 503 naming what failed (``HEALTH_ENGINE_LAG_SECONDS``)."""
     started = time.monotonic()
     problems = {}
-    lag = None
-    if error := await sync_to_async(_database_ok)():
+    error, lag = await sync_to_async(_database_and_engine_lag)()
+    if error:
         problems["database"] = error
     else:
-        lag = await sync_to_async(_engine_lag)()
         limit = settings.HEALTH_ENGINE_LAG_SECONDS
         if lag is not None and lag > limit:
             problems["engine"] = (f"behind: the oldest unprocessed inbox command has waited {lag:.0f} s "

@@ -93,3 +93,13 @@ def test_openapi_schema_is_served(client):
     response = client.get("/api/schema/", HTTP_ACCEPT="application/json")
     assert response.status_code == 200
     assert "/api/v1/tokens/" in response.json()["paths"]
+
+
+def test_healthz_is_503_naming_the_database_when_its_query_fails(client):
+    from django.db import connection
+
+    with connection.cursor() as cursor:  # undone with the test's transaction
+        cursor.execute("ALTER TABLE exchange_inboxcommand RENAME TO exchange_inboxcommand_away")
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert "exchange_inboxcommand" in response.json()["database"] and response.json()["engine"] == "unknown"
