@@ -127,6 +127,5 @@ class MarketSimulator:
                 self.tick()
             except Exception:
                 log.exception("simulated round failed; carrying on")
-                if connection.connection is not None and not connection.is_usable():
-                    connection.close()  # a connection the failure broke is replaced next round
+                connection.close_if_unusable_or_obsolete()  # a connection the failure broke is replaced next round
             time.sleep(max(0.0, interval - (time.monotonic() - started)))
