@@ -50,10 +50,11 @@ class Apply:
             # the qty as the new remaining, so it would grow the order beyond its hold. The batch is
             # matched up to each such amend, which then cuts only what is still left.
             cuts = np.flatnonzero((array["action"] == Action.AMEND) & (array["qty"] > 0)).tolist()
+            cut_at = set(cuts)
             for start, end in zip([0, *cuts], [*cuts, len(array)]):
                 if start == end and len(array):
                     continue
-                if start in cuts:
+                if start in cut_at:
                     live = self.live.get(int(array["order_id"][start]))
                     if live is not None and array["qty"][start] >= live.remaining:
                         array["qty"][start] = 0  # no cut any more: the remaining stays
