@@ -81,8 +81,7 @@ class TokenCache:
         if actor is None:
             actor = await sync_to_async(actor_from_token)(raw)
             if "trade" not in actor.scopes:
-                raise AppError("scope_missing", "This needs the 'trade' scope, and a role that allows trading.",
-                               status_code=403)
+                raise rejection(OrderResult(order_id=None, code="scope_missing"))
             if len(self._by_hash) >= TOKEN_CACHE_SIZE:
                 self._by_hash.clear()
                 self._hash_by_token.clear()
@@ -174,10 +173,6 @@ class GroupCommitBatcher:
         return conn
 
 
-def _error_body(code: str, detail: str, fields: dict | None = None) -> dict:
-    return {"code": code, "detail": detail, "fields": fields or {}}
-
-
 class OrderEntryRouter:
     """ASGI: the order hot path to the lean handler, everything else to ``fallback``."""
 
@@ -249,8 +244,8 @@ class OrderEntryRouter:
             await self._respond(send, exc.status_code, exc.as_dict(), exc.headers)
         except Exception:
             log.exception("order entry failed")
-            await self._respond(send, 500, _error_body(
-                "server_error", "The order could not be processed; nothing was placed. Try again."))
+            error = rejection(OrderResult(order_id=None, code=FAILED))
+            await self._respond(send, error.status_code, error.as_dict())
 
     async def _submit(self, actor: Actor, requests: list[OrderRequest]) -> list[OrderResult]:
         results = await self.batcher.submit(requests)
