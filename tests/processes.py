@@ -6,7 +6,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 
 from django.conf import settings
 
@@ -85,28 +84,15 @@ def stop(process: subprocess.Popen) -> None:
 @contextlib.contextmanager
 def exchange_running(**extra_env: str):
     """A web server and an engine runner, as `make run` starts them, on the test database:
-    the base URL once /healthz answers; both stop afterwards."""
-    port = free_port()
-    processes = [start("-m", "exchange.serve", "--host", "127.0.0.1", "--port", str(port), **extra_env),
-                 start("manage.py", "run_engine", **extra_env)]
-    base = f"http://127.0.0.1:{port}"
+    the base URL once the server answers; both stop afterwards."""
+    web, base_url = serve(**extra_env)
+    engine = start("manage.py", "run_engine", **extra_env)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(base + "/healthz", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
-                    raise RuntimeError("the exchange did not start") from None
-                time.sleep(0.2)
-        yield base
+        yield base_url
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        wait_for_other_sessions_to_end()
+        engine.terminate()
+        try:
+            engine.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            engine.kill()
+        stop(web)
