@@ -5,7 +5,6 @@ import asyncio
 import dataclasses
 
 import pytest
-import pytest_asyncio
 from asgiref.sync import sync_to_async
 from django.db import connections, transaction
 
@@ -67,17 +66,11 @@ def test_the_drf_batch_path_places_everything_but_the_order_that_breaks_the_stat
     assert_placed_alone(requests, results, bad_index)
 
 
-@pytest_asyncio.fixture
-async def _close_connections():
-    yield
-    await sync_to_async(connections.close_all)()
-
-
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.asyncio
 @pytest.mark.parametrize("breaker", BREAKERS)
 async def test_a_group_commit_places_every_other_organisations_order_when_one_breaks_the_statement(
-        breaker, monkeypatch, _close_connections):
+        breaker, monkeypatch, asgi_closed):
     instrument, requests = await sync_to_async(market)(12)
     requests, bad_index = with_breaker(requests, BREAKERS[breaker])
     statements = []
@@ -100,7 +93,7 @@ async def test_a_group_commit_places_every_other_organisations_order_when_one_br
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.asyncio
-async def test_a_group_commit_on_a_lost_connection_fails_its_orders_without_retrying_them(monkeypatch, _close_connections):
+async def test_a_group_commit_on_a_lost_connection_fails_its_orders_without_retrying_them(monkeypatch, asgi_closed):
     instrument, requests = await sync_to_async(market)(3)
     attempts = []
     original = fastpath.psycopg.AsyncConnection.connect

@@ -5,10 +5,8 @@ import json
 from datetime import timedelta
 
 import pytest
-import pytest_asyncio
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.db import connections
 from django.utils import timezone
 
 from exchange import ledger
@@ -58,14 +56,8 @@ def test_amends_and_cancels_are_refused_once_gate_closure_has_passed(resting_bid
     assert not InboxCommand.objects.exclude(action="new").exists()
 
 
-@pytest_asyncio.fixture
-async def _close_connections():
-    yield
-    await sync_to_async(connections.close_all)()
-
-
 @pytest.mark.asyncio
-async def test_a_websocket_amend_is_refused_while_halted_and_a_cancel_is_not(resting_bid, _close_connections):
+async def test_a_websocket_amend_is_refused_while_halted_and_a_cancel_is_not(resting_bid, asgi_closed):
     client, instrument, order_id = resting_bid
     await sync_to_async(instrument_halt)(instrument=instrument)
     ws = WebsocketCommunicator(application, f"/ws/events/?token={client.raw_token}",
