@@ -132,3 +132,19 @@ def test_actor_refresh_is_one_query(buyer, django_assert_num_queries):
         actor_refresh(token_actor)
     with django_assert_num_queries(1):
         actor_refresh(session_actor)
+
+
+@pytest.mark.django_db
+def test_order_entry_knows_each_roles_scopes_as_python_does():
+    # cx_place_orders decides 'trade' from cx_role_scopes, generated from ROLE_SCOPES after
+    # every migrate: the two must agree for every role, and know no role Python does not.
+    from django.db import connection
+
+    from accounts.services import ROLE_SCOPES
+
+    with connection.cursor() as cursor:
+        for role, scopes in ROLE_SCOPES.items():
+            cursor.execute("SELECT cx_role_scopes(%s)", [role])
+            assert set(cursor.fetchone()[0]) == set(scopes), role
+        cursor.execute("SELECT cx_role_scopes('no-such-role')")
+        assert cursor.fetchone()[0] == []
