@@ -166,6 +166,14 @@ def check_funds_recorder(actor: Actor) -> None:
         )
 
 
+def check_supervisor(actor: Actor) -> None:
+    """Decisions of the regulator (disputes, and the console's actions): a member of a
+    regulator organisation, with the ``supervise`` scope."""
+    check_actor(actor, scope="supervise", acting=True)
+    if not actor.is_regulator or actor.organisation.kind != Organisation.Kind.REGULATOR:
+        raise Forbidden("Only the regulator decides this.", code="not_regulator")
+
+
 def role_scopes_sql() -> str:
     """``cx_role_scopes(role)``: ROLE_SCOPES for order entry's statement, generated so the
     database and Python cannot disagree about what a role allows."""
@@ -181,5 +189,5 @@ def role_scopes_sql() -> str:
 
 __all__ = [
     "Actor", "AppError", "actor_from_token", "actor_from_user", "actor_refresh", "check_actor",
-    "check_funds_recorder", "check_token_create", "check_token_revoke", "role_scopes_sql",
+    "check_funds_recorder", "check_supervisor", "check_token_create", "check_token_revoke", "role_scopes_sql",
 ]

@@ -130,6 +130,7 @@ class ApiToken(models.Model):
         TRADE = "trade", _("Trade")
         PROVIDE = "provide", _("Provide")
         FUNDS = "funds", _("Record funds")
+        SUPERVISE = "supervise", _("Supervise")
 
     membership = models.ForeignKey(Membership, on_delete=models.CASCADE, related_name="tokens")
     name = models.CharField(max_length=100)

@@ -20,7 +20,7 @@ ROLE_SCOPES: dict[str, set[str]] = {
     Membership.Role.TRADER: {"read", "trade"},
     Membership.Role.PROVIDER_ADMIN: {"read", "trade", "provide"},
     Membership.Role.VIEWER: {"read"},
-    Membership.Role.REGULATOR: {"read"},
+    Membership.Role.REGULATOR: {"read", "supervise"},
     Membership.Role.TREASURER: {"read", "funds"},
 }
 SIGN_UP_KINDS = {Organisation.Kind.BUYER: Membership.Role.TRADER, Organisation.Kind.PROVIDER: Membership.Role.PROVIDER_ADMIN}

@@ -176,6 +176,18 @@ def local_secret_key() -> str:
         return path.read_text().strip()
 
 
+def local_credentials_key() -> str:
+    """A Fernet key for delivery credentials on a developer's machine (kept beside secret_key)."""
+    path = DATA_DIR / "credentials_key"
+    with _lock():
+        if not path.exists():
+            from cryptography.fernet import Fernet
+
+            path.write_text(Fernet.generate_key().decode())
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+
 def stop() -> None:
     with _lock():
         cluster = PG_DIR / "cluster"

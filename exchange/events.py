@@ -10,7 +10,7 @@ import threading
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
-from django.db import transaction
+from django.db import connection, transaction
 
 
 def organisation_group(organisation_id: int) -> str:
@@ -53,6 +53,46 @@ def _publisher_loop() -> asyncio.AbstractEventLoop:
             _loop = asyncio.new_event_loop()
             threading.Thread(target=_loop.run_forever, name="event-publisher", daemon=True).start()
         return _loop
+
+
+def private_events_number(events: list[tuple[int, dict]]) -> None:
+    """Give each organisation's events (``(organisation id, event)``, in order) consecutive
+    ``seq`` numbers, kept in the store in the caller's transaction, so a client can tell it
+    missed one. Every writer of private events (the engine, settlement) numbers through here."""
+    counts: dict[int, int] = {}
+    for org_id, _ in events:
+        counts[org_id] = counts.get(org_id, 0) + 1
+    if not counts:
+        return
+    orgs = sorted(counts)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO exchange_eventsequence AS e (organisation_id, seq) "
+            "SELECT * FROM unnest(%s::bigint[], %s::bigint[]) "
+            "ON CONFLICT (organisation_id) DO UPDATE SET seq = e.seq + EXCLUDED.seq "
+            "RETURNING organisation_id, seq",
+            [orgs, [counts[o] for o in orgs]],
+        )
+        next_seq = {org: last - counts[org] + 1 for org, last in cursor.fetchall()}
+    for org_id, event in events:
+        event["seq"] = next_seq[org_id]
+        next_seq[org_id] += 1
+
+
+def private_events_publish(events: list[tuple[int, dict]]) -> None:
+    """One channel-layer message per organisation, all in one event-loop hop."""
+    by_org: dict[int, list[dict]] = {}
+    for org_id, event in events:
+        by_org.setdefault(org_id, []).append(event)
+    publish_many({organisation_group(org_id): batch for org_id, batch in by_org.items()})
+
+
+def private_events_send(events: list[tuple[int, dict]]) -> None:
+    """Number ``events`` now and publish them once the surrounding transaction commits."""
+    if not events:
+        return
+    private_events_number(events)
+    transaction.on_commit(lambda: private_events_publish(events), robust=True)
 
 
 def publish_on_commit(group: str, events: dict | list[dict]) -> None:

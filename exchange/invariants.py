@@ -41,7 +41,9 @@ def references_check() -> list[str]:
 
 
 def invariants_check() -> list[str]:
-    problems = ledger_check() + references_check()
+    from settlement.invariants import settlement_check
+
+    problems = ledger_check() + references_check() + settlement_check()
     problems += [
         f"listing period {pid} sold {sold} of {scu_h} SCU·h"
         for pid, sold, scu_h in _rows("SELECT id, sold_scu_h, scu_h FROM marketplace_listingperiod WHERE sold_scu_h > scu_h LIMIT 20")

@@ -108,6 +108,9 @@ class LedgerAccount(models.Model):
         PAYABLE = "payable", "Provider payable"
         FEES = "fees", "Exchange fees"
         EXTERNAL = "external", "External funds"
+        # What an organisation owes from settlement (never above zero) and is owed (never below).
+        DEBT = "debt", "Debt from settlement"
+        RECEIVABLE = "receivable", "Credits owed to you"
 
     organisation = models.ForeignKey(
         "accounts.Organisation", on_delete=models.PROTECT, null=True, blank=True, related_name="ledger_accounts"
@@ -123,9 +126,11 @@ class LedgerAccount(models.Model):
             ),
             # Customer money accounts never go negative; payable may (fees owed before delivery).
             models.CheckConstraint(
-                condition=~models.Q(kind__in=["available", "held", "escrow"]) | models.Q(balance__gte=0),
+                condition=~models.Q(kind__in=["available", "held", "escrow", "receivable"]) | models.Q(balance__gte=0),
                 name="ledger_customer_nonnegative",
             ),
+            models.CheckConstraint(condition=~models.Q(kind="debt") | models.Q(balance__lte=0),
+                                   name="ledger_debt_nonpositive"),
         ]
 
     def __str__(self) -> str:
@@ -141,12 +146,21 @@ class Journal(models.Model):
         HOLD = "hold", "Hold for a bid"
         RELEASE = "release", "Hold released"
         TRADE = "trade", "Trade"
+        SETTLEMENT = "settlement", "Settlement: the seller paid from escrow"
+        REFUND = "refund", "Refund of undelivered capacity"
+        SLA_CREDIT = "sla_credit", "SLA credit"
+        DEBT = "debt", "Debt recorded"
+        DEBT_REPAYMENT = "debt_repayment", "Debt repaid from proceeds"
+        PAYOUT = "payout", "Payout to owners"
 
     kind = models.CharField(max_length=16, choices=Kind.choices)
     order = models.ForeignKey("Order", on_delete=models.PROTECT, null=True, blank=True, related_name="+",
                               db_constraint=False)
     trade = models.ForeignKey("Trade", on_delete=models.PROTECT, null=True, blank=True, related_name="journals",
                               db_constraint=False)
+    # Settlement journals name the allocation they settle.
+    allocation = models.ForeignKey("Allocation", on_delete=models.PROTECT, null=True, blank=True, related_name="journals",
+                                   db_constraint=False)
     memo = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -323,9 +337,14 @@ class Allocation(models.Model):
     device_hours = models.DecimalField(max_digits=18, decimal_places=4)
     # SCU·h of this allocation passed on by resale.
     resold_scu_h = models.BigIntegerField(default=0)
+    # Set by the settlement runner in the transaction that settles it (settlement.Settlement).
+    settled_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [models.CheckConstraint(condition=models.Q(scu_h__gt=0, resold_scu_h__gte=0), name="allocation_positive")]
+        indexes = [
+            models.Index(fields=["id"], condition=models.Q(settled_at__isnull=True), name="allocation_unsettled_idx"),
+        ]
 
 
 class EventSequence(models.Model):

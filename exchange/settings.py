@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "accounts",
     "marketplace",
     "exchange",
+    "settlement",
 ]
 
 MIDDLEWARE = [
@@ -239,6 +240,18 @@ HEALTH_ENGINE_LAG_SECONDS = env_int("HEALTH_ENGINE_LAG_SECONDS", 30)
 # An open /ws/events/ socket re-reads its credentials at most this often while events flow,
 # and closes once they no longer read the organisation (revoked, deactivated, moved, suspended).
 EVENTS_ACCESS_RECHECK_SECONDS = env_int("EVENTS_ACCESS_RECHECK_SECONDS", 1)
+
+# Settlement (settlement/). Delivery credentials are encrypted with the first of these Fernet
+# keys and read with any (rotate by putting a new key first); a developer's machine makes one.
+CREDENTIALS_KEYS = env_list("CREDENTIALS_KEYS", "") or [embedded.local_credentials_key()]
+# The holder may dispute metering until this long after the delivery window ends; the
+# provider may report metering until then too. An allocation settles once it has passed.
+DISPUTE_WINDOW_SECONDS = env_int("DISPUTE_WINDOW_SECONDS", 24 * 3600)
+# Allocations settled per transaction, and the settlement runner's pause between passes.
+SETTLEMENT_BATCH_SIZE = env_int("SETTLEMENT_BATCH_SIZE", 5000)
+SETTLEMENT_INTERVAL_SECONDS = env_int("SETTLEMENT_INTERVAL_SECONDS", 5)
+# check_ledger names an allocation due this long without being settled (no runner running).
+SETTLEMENT_OVERDUE_SECONDS = env_int("SETTLEMENT_OVERDUE_SECONDS", 3600)
 
 THROTTLE_MARKETPLACE_WRITE = env_str("THROTTLE_MARKETPLACE_WRITE", "300/min")
 # Orders per API token (or signed-in person) on the fast order path and over WebSocket

@@ -3,11 +3,9 @@ per-organisation event numbering (in the batch's transaction) and publishing aft
 
 from __future__ import annotations
 
-from django.db import connection
-
 from exchange import market_data
 from exchange.engine.batch import BatchWrites, TradeRow
-from exchange.events import organisation_group, publish_many
+from exchange.events import private_events_number, private_events_publish
 
 
 class Events:
@@ -30,34 +28,12 @@ class Events:
                 **writes.instrument_changes.get(instrument_id, {}),
             )
 
-    def _number_private_events(self, writes: BatchWrites) -> None:
-        """Give each organisation's events consecutive ``seq`` numbers, kept in the store, so a
-        client can tell it missed one (and re-read its orders and fills)."""
-        counts: dict[int, int] = {}
-        for org_id, _ in writes.private_events:
-            counts[org_id] = counts.get(org_id, 0) + 1
-        if not counts:
-            return
-        orgs = sorted(counts)
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "INSERT INTO exchange_eventsequence AS e (organisation_id, seq) "
-                "SELECT * FROM unnest(%s::bigint[], %s::bigint[]) "
-                "ON CONFLICT (organisation_id) DO UPDATE SET seq = e.seq + EXCLUDED.seq "
-                "RETURNING organisation_id, seq",
-                [orgs, [counts[o] for o in orgs]],
-            )
-            next_seq = {org: last - counts[org] + 1 for org, last in cursor.fetchall()}
-        for org_id, event in writes.private_events:
-            event["seq"] = next_seq[org_id]
-            next_seq[org_id] += 1
+    @staticmethod
+    def _number_private_events(writes: BatchWrites) -> None:
+        private_events_number(writes.private_events)
 
     def _publish(self, writes: BatchWrites) -> None:
         # Public market data first: one PUBLISH per instrument, read by every web process.
         for instrument_id, message in writes.market_data:
             market_data.publish_raw(instrument_id, message)
-        by_org: dict[int, list[dict]] = {}
-        for org_id, event in writes.private_events:
-            by_org.setdefault(org_id, []).append(event)
-        # One channel-layer message per organisation per batch, all in one event-loop hop.
-        publish_many({organisation_group(org_id): events for org_id, events in by_org.items()})
+        private_events_publish(writes.private_events)

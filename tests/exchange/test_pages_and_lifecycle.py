@@ -20,10 +20,12 @@ def test_instruments_are_listed_on_a_rolling_horizon(settings, fee_tier):
 
     ensure_catalogue()
     settings.INSTRUMENT_HORIZON_DAYS = 2
-    created = instruments_list()
+    # Early in a China-time morning: later in the day, tomorrow's first period is past its gate.
+    china_morning = timezone.localtime().replace(hour=6, minute=0, second=0, microsecond=0)
+    created = instruments_list(now=china_morning)
     classes, hubs = ComputeClass.objects.count(), Hub.objects.count()
     assert created >= classes * hubs * 2
-    assert instruments_list() == 0  # idempotent
+    assert instruments_list(now=china_morning) == 0  # idempotent
     instrument = Instrument.objects.order_by("delivery_start").last()
     assert instrument.state == Instrument.State.PRE_OPEN
     assert instrument.gate_closure_at == instrument.delivery_start - timedelta(hours=2)

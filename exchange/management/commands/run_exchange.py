@@ -22,7 +22,8 @@ from exchange import embedded
 PIDFILE = embedded.DATA_DIR / "run.pid"
 # Children whose exit need not end the exchange: the demo simulator only places orders
 # through the public services, so it is started again (at most every RESTART_DELAY s).
-# The web processes and the engine are the exchange: if one exits, everything stops.
+# The web processes, the engine and the settlement runner are the exchange: if one exits,
+# everything stops.
 RESTARTABLE = frozenset({"simulator"})
 RESTART_DELAY = 5.0
 
@@ -92,6 +93,7 @@ class Command(BaseCommand):
         web = [python, "-m", "exchange.serve", "--host", host, "--port", str(port)]
         commands = {f"web-{i + 1}": web for i in range(options["web_processes"])}
         commands["engine"] = [python, "manage.py", "run_engine", "--shard", "0/1"]
+        commands["settlement"] = [python, "manage.py", "run_settlement", "--shard", "0/1"]
         if not options["no_simulation"]:
             commands["simulator"] = [python, "manage.py", "simulate_market"]
         supervisor = Supervisor(commands, write=self.stdout.write)
