@@ -43,7 +43,7 @@ def references_check() -> list[str]:
 def invariants_check() -> list[str]:
     from settlement.invariants import settlement_check
 
-    problems = ledger_check() + references_check() + settlement_check()
+    problems = ledger_check() + references_check()
     problems += [
         f"listing period {pid} sold {sold} of {scu_h} SCU·h"
         for pid, sold, scu_h in _rows("SELECT id, sold_scu_h, scu_h FROM marketplace_listingperiod WHERE sold_scu_h > scu_h LIMIT 20")
@@ -76,4 +76,5 @@ def invariants_check() -> list[str]:
         "ON p.organisation_id = a.organisation_id "
         "WHERE a.kind = 'held' AND a.balance <> COALESCE(o.held, 0) + COALESCE(p.extra, 0) LIMIT 20")
     problems += [f"organisation {org}: held account {balance} but its orders hold {held}" for org, balance, held in held_rows]
-    return problems
+    # Settlement's own (escrow against unsettled allocations, payouts, debts, metering).
+    return problems + settlement_check()

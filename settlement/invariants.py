@@ -60,12 +60,15 @@ def settlement_check() -> list[str]:
             " GROUP BY j.allocation_id) j ON j.allocation_id = s.allocation_id "
             "WHERE COALESCE(j.paid, 0) <> s.payout_fen LIMIT 20")
     ]
-    # Escrow holds exactly the value of what the organisation holds and has not settled.
+    # Escrow (its legs: a wrong cached balance is ledger_check's to name) holds exactly the
+    # value of what the organisation holds and has not settled.
     problems += [
         f"organisation {org}: escrow is {balance} fen, its unsettled allocations are worth {value} fen"
         for org, balance, value in _rows(
             "SELECT COALESCE(e.org, v.org), COALESCE(e.balance, 0), COALESCE(v.value, 0) FROM "
-            "(SELECT organisation_id AS org, balance FROM exchange_ledgeraccount WHERE kind = 'escrow') e FULL JOIN "
+            "(SELECT a.organisation_id AS org, SUM(l.amount_fen) AS balance FROM exchange_ledgeraccount a "
+            " JOIN exchange_ledgerleg l ON l.account_id = a.id WHERE a.kind = 'escrow' GROUP BY a.organisation_id) e "
+            "FULL JOIN "
             "(SELECT a.holder_id AS org, SUM(a.scu_h * t.price_fen) AS value FROM exchange_allocation a "
             " JOIN exchange_trade t ON t.id = a.trade_id WHERE a.settled_at IS NULL GROUP BY a.holder_id) v "
             "ON v.org = e.org WHERE COALESCE(e.balance, 0) <> COALESCE(v.value, 0) LIMIT 20")

@@ -58,7 +58,11 @@ def test_the_legs_of_the_whole_ledger_not_summing_to_zero(traded):
     # Leg and cached balance moved together: only the sums give it away.
     sql("UPDATE exchange_ledgerleg SET amount_fen = amount_fen + 7 WHERE id = %s", [leg.id])
     sql("UPDATE exchange_ledgeraccount SET balance = balance + 7 WHERE id = %s", [leg.account_id])
-    assert_reported("all legs sum to 7, not 0", f"journal {leg.journal_id} sums to 7")
+    escrow = LedgerAccount.objects.get(organisation=traded["buyer"], kind=LedgerAccount.Kind.ESCROW)
+    assert leg.account_id == escrow.id  # the trade's first credit: the escrow of what was bought
+    assert_reported("all legs sum to 7, not 0", f"journal {leg.journal_id} sums to 7",
+                    f"organisation {traded['buyer'].id}: escrow is {escrow.balance} fen, its unsettled allocations "
+                    f"are worth {escrow.balance - 7} fen")
 
 
 def test_an_unbalanced_journal_even_when_the_ledger_as_a_whole_balances(traded):
@@ -69,9 +73,13 @@ def test_an_unbalanced_journal_even_when_the_ledger_as_a_whole_balances(traded):
     sql("UPDATE exchange_ledgerleg SET amount_fen = amount_fen - 5 WHERE id = %s", [deposit_leg.id])
     sql("UPDATE exchange_ledgeraccount SET balance = balance + 5 WHERE id = %s", [trade_leg.account_id])
     sql("UPDATE exchange_ledgeraccount SET balance = balance - 5 WHERE id = %s", [deposit_leg.account_id])
-    problems = sorted([f"journal {trade_leg.journal_id} sums to 5", f"journal {deposit_leg.journal_id} sums to -5"])
+    escrow = LedgerAccount.objects.get(organisation=traded["buyer"], kind=LedgerAccount.Kind.ESCROW)
+    problems = sorted([f"journal {trade_leg.journal_id} sums to 5", f"journal {deposit_leg.journal_id} sums to -5",
+                       # the leg moved was the escrow's: it now holds 5 fen more than was bought
+                       f"organisation {traded['buyer'].id}: escrow is {escrow.balance} fen, its unsettled "
+                       f"allocations are worth {escrow.balance - 5} fen"])
     assert sorted(invariants_check()) == problems
-    with pytest.raises(CommandError, match=r"2 problem\(s\) found"):
+    with pytest.raises(CommandError, match=r"3 problem\(s\) found"):
         call_command("check_ledger", stdout=StringIO(), stderr=StringIO())
 
 
@@ -105,7 +113,9 @@ def test_a_trade_not_fully_allocated(traded, missing):
     else:
         sql("DELETE FROM exchange_allocation WHERE trade_id = %s", [trade.id])
     allocated = trade.qty - 1 if missing == "part" else 0
-    assert_reported(f"trade {trade.id} of {trade.qty} SCU·h has {allocated} SCU·h allocated")
+    assert_reported(f"trade {trade.id} of {trade.qty} SCU·h has {allocated} SCU·h allocated",
+                    f"organisation {trade.buyer_id}: escrow is {trade.qty * trade.price_fen} fen, its unsettled "
+                    f"allocations are worth {allocated * trade.price_fen} fen")
     assert Allocation.objects.filter(trade=trade).count() == (1 if missing == "part" else 0)
 
 
