@@ -66,7 +66,17 @@ class Market:
 
 
 @pytest.fixture
-def market(db, fee_tier) -> Market:
+def sla_schedule(db):
+    """The published SLA credit schedule (a data migration writes it; a transactional test
+    elsewhere in the run empties every table, that one included)."""
+    from settlement.models import SlaCreditStep
+
+    for below_bp, credit_bp in ((9990, 1000), (9900, 2500), (9500, 10000)):
+        SlaCreditStep.objects.get_or_create(below_bp=below_bp, defaults={"credit_bp": credit_bp})
+
+
+@pytest.fixture
+def market(db, fee_tier, sla_schedule) -> Market:
     return Market(make_instrument())
 
 

@@ -68,14 +68,6 @@ def settle_one(market, seller, holder, owner, *, qty=100, delivered="98"):
     return SimpleNamespace(trade=trade, allocation=allocation, settlement=Settlement.objects.get(pk=allocation.pk))
 
 
-@pytest.fixture(autouse=True)
-def sla_schedule(db):
-    """The published defaults (a data migration writes them; a transactional test elsewhere in
-    the run may have emptied the table since)."""
-    for below_bp, credit_bp in ((9990, 1000), (9900, 2500), (9500, 10000)):
-        SlaCreditStep.objects.get_or_create(below_bp=below_bp, defaults={"credit_bp": credit_bp})
-
-
 @pytest.fixture
 def owner():
     return MembershipFactory(organisation__kind="provider", role="provider_admin")
