@@ -22,7 +22,7 @@ from exchange import ledger
 from exchange.models import LedgerAccount
 from marketplace.models import AssetOwnership
 from marketplace.periods import china_today
-from settlement.models import Payout, Settlement, SlaCreditStep
+from settlement.models import Payout, Settlement
 from settlement.services import metering_report
 from settlement import statement_views
 from settlement.statement_views import period_from_params, statement_csv
