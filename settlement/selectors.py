@@ -73,7 +73,11 @@ def delivery_credentials(*, actor: Actor, allocation: Allocation) -> str | None:
     """The access credentials, for members of the holding organisation only; None for anyone else."""
     if allocation.holder_id != actor.membership.organisation_id:
         return None
-    delivery = Delivery.objects.filter(pk=allocation.pk).first()
+    if Allocation.delivery.is_cached(allocation):
+        # A page of allocations loads their deliveries with select_related: no query per row.
+        delivery = getattr(allocation, "delivery", None)
+    else:
+        delivery = Delivery.objects.filter(pk=allocation.pk).first()
     if delivery is None:
         return None
     return secrets.decrypt(delivery.credentials_encrypted)
