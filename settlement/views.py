@@ -29,8 +29,8 @@ from exchange.errors import AppError, Forbidden
 from exchange.models import Allocation
 from exchange.wire import json_parse
 from settlement.forms import STATES, MeteringUploadForm, StateFilterForm
-from settlement.models import Delivery, Dispute, MeterReport, SlaCreditStep
-from settlement.selectors import ALLOCATION_RELATED, allocation_window, delivery_credentials, scu_h_of
+from settlement.models import Delivery, Dispute, MeterReport, Settlement, SlaCreditStep
+from settlement.selectors import ALLOCATION_RELATED, Window, allocation_window, delivery_credentials, scu_h_of
 from settlement.services import CSV_MAX_ROWS, delivery_answer, delivery_start, dispute_open, metering_import, metering_report
 
 PAGE_SIZE = 20
@@ -109,9 +109,9 @@ class Row:
     allocation: Allocation
     delivery: Delivery | None
     dispute: Dispute | None
-    settlement: object | None
+    settlement: Settlement | None
     metered_scu_h: int
-    window: object
+    window: Window
     is_seller: bool
     error: Failed | None = None
     credentials: str | None = None
@@ -316,7 +316,8 @@ def metering_upload(request):
             error, status = " ".join(e for errors in form.errors.values() for e in errors), 400
     return render(request, "settlement/metering_upload.html", {
         "form": form, "results": results, "counts": _counts(results) if results is not None else None,
-        "error": error, "chunk_rows": CHUNK_ROWS, "max_rows": BROWSER_MAX_ROWS, "text": _upload_text(),
+        "error": error, "chunk_rows": CHUNK_ROWS, "max_rows": BROWSER_MAX_ROWS,
+        "max_rows_text": f"{BROWSER_MAX_ROWS:,}", "text": _upload_text(),
     }, status=status)
 
 
@@ -326,6 +327,7 @@ def _upload_text() -> dict:
         "bad_header": _("This file is not a CSV with the header allocation_id,device_hours (and optionally ,note) "
                         "on its first line."),
         "binary": _("This is not a CSV text file (it holds binary data)."),
+        "not_utf8": _("This is not a CSV text file (it is not UTF-8)."),
         "choose": _("Choose a CSV file first."),
         "empty": _("The file has no rows after the header."),
         "too_many": _("The file has %(n)s rows; at most %(max)s are taken in one upload. Split the file."),

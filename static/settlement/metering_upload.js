@@ -4,7 +4,7 @@
 (function () {
   "use strict";
   const form = document.getElementById("metering-upload");
-  if (!form || !window.fetch || !window.Blob || !Blob.prototype.text) return;
+  if (!form || !window.fetch || !window.TextDecoder || !window.Blob || !Blob.prototype.arrayBuffer) return;
 
   const text = JSON.parse(document.getElementById("upload-text").textContent);
   const chunkUrl = form.dataset.chunkUrl;
@@ -106,13 +106,19 @@
   }
 
   async function upload(file) {
-    const csv = await file.text();
+    let csv;
+    try {
+      // Strict, as the server reads a posted file: a GBK or UTF-16 export is refused, not garbled.
+      csv = new TextDecoder("utf-8", { fatal: true }).decode(await file.arrayBuffer());
+    } catch (e) {
+      return fail(text.not_utf8);
+    }
     if (csv.indexOf("\u0000") >= 0) return fail(text.binary);
     const all = records(csv);
     if (!all.length || !headerOk(all[0])) return fail(text.bad_header);
     const rows = all.slice(1).filter((r) => !r.blank);
     if (!rows.length) return fail(text.empty);
-    if (rows.length > maxRows) return fail(say(text.too_many, { n: rows.length, max: maxRows }));
+    if (rows.length > maxRows) return fail(say(text.too_many, { n: rows.length.toLocaleString("en"), max: maxRows.toLocaleString("en") }));
     results.hidden = false;
     $("upload-progress").hidden = false;
     progress(0, rows.length);

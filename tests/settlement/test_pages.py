@@ -49,7 +49,18 @@ def allocations(market, seller, holder):
 
 
 @pytest.fixture
-def settled(market, holder):
+def sla_schedule(db):
+    """The published steps of the data migration (a transactional test's flush removes them)."""
+    import importlib
+
+    from settlement.models import SlaCreditStep
+
+    for below_bp, credit_bp in importlib.import_module("settlement.migrations.0002_sla_schedule").DEFAULT_STEPS:
+        SlaCreditStep.objects.get_or_create(below_bp=below_bp, defaults={"credit_bp": credit_bp})
+
+
+@pytest.fixture
+def settled(market, holder, sla_schedule):
     """An allocation of another instrument whose window ended, delivered 90 of 100: settled."""
     past = Market(make_instrument(days_ahead=3))
     provider = MembershipFactory(organisation__kind="provider", role="provider_admin")
@@ -286,7 +297,7 @@ def test_the_chunk_view_refuses_bad_parts(client, seller, allocations, body, cod
 
 # --- the SLA schedule, navigation, language, queries -----------------------------------------
 
-def test_the_sla_schedule_is_public(client):
+def test_the_sla_schedule_is_public(client, sla_schedule):
     html = client.get("/settlement/sla/").content.decode()
     for text in ("99.90 % or more", "from 99.00 % to below 99.90 %", "10.00 %", "from 95.00 % to below 99.00 %",
                  "25.00 %", "below 95.00 %", "100.00 %"):
