@@ -97,6 +97,18 @@ def test_the_desk_lists_each_allocation_with_its_state(client, seller, allocatio
     assert page(client, seller, "/settlement/deliveries/", state="lost").status_code == 400
 
 
+def test_the_desk_paginates_within_its_filter(client, seller, allocations, monkeypatch):
+    from settlement import views
+
+    monkeypatch.setattr(views, "PAGE_SIZE", 2)
+    first = page(client, seller, "/settlement/deliveries/").content.decode()
+    assert first.count('class="card allocation"') == 2 and "Page 1 of 2" in first and "?page=2" in first
+    second = page(client, seller, "/settlement/deliveries/", page=2).content.decode()
+    assert second.count('class="card allocation"') == 2 and "Page 2 of 2" in second
+    metered = page(client, seller, "/settlement/deliveries/", state="metered").content.decode()
+    assert metered.count('class="card allocation"') == 1 and "Page 1 of" not in metered  # filtered, then paged
+
+
 def test_the_desk_never_shows_credentials(client, seller, allocations):
     html = page(client, seller, "/settlement/deliveries/").content.decode()
     assert "s3cret-key-9" not in html and Delivery.objects.get().credentials_encrypted not in html
@@ -180,6 +192,12 @@ def test_only_the_holders_members_see_the_credentials(client, seller, holder, al
                      MembershipFactory(organisation__kind="regulator", role="regulator")):
         for url in ("/settlement/capacity/", "/settlement/deliveries/"):
             assert "s3cret-key-9" not in page(client, outsider, url).content.decode()
+
+
+def test_another_organisation_sees_none_of_the_holders_allocations(client, holder, allocations):
+    html = page(client, MembershipFactory(organisation__kind="buyer"), "/settlement/capacity/").content.decode()
+    assert "allocation-" not in html and "You hold no capacity yet" in html
+    assert page(client, holder, "/settlement/capacity/").content.decode().count('class="card allocation"') == 4
 
 
 def test_the_holder_answers_whether_access_works(client, seller, holder, allocations):
