@@ -142,6 +142,24 @@ TABLE: dict[str, dict[str, int]] = {
     # Each member reads its own organisation's statement (a regulator reads others' with ?organisation=).
     "GET /settlement/statements/": _row(302, 200, 200, 200, 200, 200, 200),
     "GET /settlement/statements.csv": _row(302, 200, 200, 200, 200, 200, 200),
+    # Settlement pages. The world holds no allocation, so whoever passes the access checks on an
+    # allocation's form finds none (404), unless the empty body is refused first (metering, 400);
+    # tests/settlement/test_pages.py covers real allocations.
+    "GET /settlement/deliveries/": _row(302, 403, 200, 403, 403, 403, 403),
+    "GET /settlement/deliveries/<int:allocation_id>/start/": _row(302, 405, 405, 405, 405, 405, 405),
+    "POST /settlement/deliveries/<int:allocation_id>/start/": _row(302, 403, 404, 403, 403, 403, 403),
+    "GET /settlement/deliveries/<int:allocation_id>/metering/": _row(302, 405, 405, 405, 405, 405, 405),
+    "POST /settlement/deliveries/<int:allocation_id>/metering/": _row(302, 403, 400, 403, 403, 403, 403),
+    "GET /settlement/metering/upload/": _row(302, 403, 200, 403, 403, 403, 403),
+    "POST /settlement/metering/upload/": _row(302, 403, 400, 403, 403, 403, 403),
+    "GET /settlement/metering/upload/chunk/": everyone(405),
+    "POST /settlement/metering/upload/chunk/": _row(401, 403, 400, 403, 403, 403, 403),
+    "GET /settlement/capacity/": _row(302, 200, 200, 200, 200, 200, 200),
+    "GET /settlement/capacity/<int:allocation_id>/access/": _row(302, 405, 405, 405, 405, 405, 405),
+    "POST /settlement/capacity/<int:allocation_id>/access/": _row(302, 404, 404, 404, 404, 404, 404),
+    "GET /settlement/capacity/<int:allocation_id>/dispute/": _row(302, 405, 405, 405, 405, 405, 405),
+    "POST /settlement/capacity/<int:allocation_id>/dispute/": _row(302, 404, 404, 404, 404, 404, 404),
+    "GET /settlement/sla/": everyone(200),
 }
 
 
@@ -234,6 +252,8 @@ def fill(route: str, ids: dict) -> str:
             return str(ids["order"])
         if name == "token_id":
             return str(ids["token"])
+        if name == "allocation_id":
+            return "2000000000"  # none exists (see the settlement rows)
         before = route[: match.start()]
         for prefix, key in by_prefix:
             if before.endswith(prefix):
