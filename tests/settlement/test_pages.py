@@ -49,17 +49,6 @@ def allocations(market, seller, holder):
 
 
 @pytest.fixture
-def sla_schedule(db):
-    """The published steps of the data migration (a transactional test's flush removes them)."""
-    import importlib
-
-    from settlement.models import SlaCreditStep
-
-    for below_bp, credit_bp in importlib.import_module("settlement.migrations.0002_sla_schedule").DEFAULT_STEPS:
-        SlaCreditStep.objects.get_or_create(below_bp=below_bp, defaults={"credit_bp": credit_bp})
-
-
-@pytest.fixture
 def settled(market, holder, sla_schedule):
     """An allocation of another instrument whose window ended, delivered 90 of 100: settled."""
     past = Market(make_instrument(days_ahead=3))
