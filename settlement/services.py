@@ -25,8 +25,9 @@ from settlement.selectors import (
 DEVICE_HOURS_MAX = Decimal("100000000")
 
 
-def device_hours_parse(value, *, field: str = "device_hours") -> Decimal:
-    """A positive decimal with at most four places, from a string or an integer (never a float)."""
+def device_hours_parse(value, *, field: str = "device_hours", zero: bool = False) -> Decimal:
+    """A positive decimal (or zero, with ``zero``) with at most four places, from a string or
+    an integer (never a float)."""
     if isinstance(value, float) or isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
         raise AppError("invalid", "Send device-hours as a decimal string, e.g. \"12.5\".",
                        fields={field: "Must be a decimal string."})
@@ -37,8 +38,8 @@ def device_hours_parse(value, *, field: str = "device_hours") -> Decimal:
         amount = None
     if amount is None or not amount.is_finite():
         raise AppError("invalid", f"{text[:24]!r} is not a number of device-hours.", fields={field: "Not a number."})
-    if amount <= 0 or amount > DEVICE_HOURS_MAX:
-        raise AppError("invalid", "Device-hours must be above 0 and at most 100,000,000.",
+    if amount < 0 or (amount == 0 and not zero) or amount > DEVICE_HOURS_MAX:
+        raise AppError("invalid", f"Device-hours must be {'0 or more' if zero else 'above 0'} and at most 100,000,000.",
                        fields={field: "Out of range."})
     if amount != amount.quantize(Decimal("0.0001")):
         raise AppError("invalid", "Device-hours have at most four decimal places.", fields={field: "Too precise."})
@@ -233,8 +234,7 @@ def dispute_resolve(*, actor: Actor, dispute_id: int, outcome: str, note: str,
         if delivered_device_hours in (None, ""):
             raise AppError("invalid", "An adjustment says how many device-hours were delivered.",
                            fields={"delivered_device_hours": "Required to adjust."})
-        amount = Decimal(0) if str(delivered_device_hours).strip() in ("0", "0.0") else device_hours_parse(
-            delivered_device_hours, field="delivered_device_hours")
+        amount = device_hours_parse(delivered_device_hours, field="delivered_device_hours", zero=True)
         deliverable = allocation.scu_h - allocation.resold_scu_h
         if scu_h_of(amount, allocation.listing_period.listing.factor) > deliverable:
             raise AppError("beyond_allocation", f"Allocation {allocation.pk} delivers at most {deliverable} SCU·h here.",
