@@ -7,7 +7,7 @@ its events after commit. Errors are AppError with a code.
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -141,6 +141,15 @@ def delivery_answer(*, actor: Actor, allocation_id: int, working: bool, note: st
 
 # --- metering --------------------------------------------------------------------------------
 
+def deliverable_device_hours(allocation: Allocation) -> tuple[int, Decimal]:
+    """What the allocation delivers where it is (what it did not resell): SCU·h, and device-hours
+    to four places as the allocation's own device-hours are rounded. Metering is bounded by the
+    device-hours: SCU·h are rounded, so a bound in SCU·h would let up to half an SCU·h more through."""
+    deliverable = allocation.scu_h - allocation.resold_scu_h
+    factor = allocation.listing_period.listing.factor
+    return deliverable, (Decimal(deliverable) / factor).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
+
+
 def _meter_checks(allocation: Allocation, device_hours: Decimal, *, now) -> None:
     window = allocation_window(allocation)
     if now < window.start or now > window.dispute_until:
@@ -148,15 +157,13 @@ def _meter_checks(allocation: Allocation, device_hours: Decimal, *, now) -> None
             "outside_window",
             f"Metering for allocation {allocation.pk} is taken from {timezone.localtime(window.start):%Y-%m-%d %H:%M} "
             f"to {timezone.localtime(window.dispute_until):%Y-%m-%d %H:%M} (China time).", status_code=409)
-    factor = allocation.listing_period.listing.factor
-    deliverable = allocation.scu_h - allocation.resold_scu_h
+    deliverable, most = deliverable_device_hours(allocation)
     total = metered_device_hours(allocation.pk) + device_hours
-    if scu_h_of(total, factor) > deliverable:
+    if total > most:
         raise AppError(
             "beyond_allocation",
-            f"Allocation {allocation.pk} delivers at most {deliverable} SCU·h "
-            f"({(Decimal(deliverable) / factor).quantize(Decimal('0.0001'))} device-hours) here; with this report "
-            f"{total} device-hours would be metered.", status_code=422)
+            f"Allocation {allocation.pk} delivers at most {deliverable} SCU·h ({most} device-hours) here; with this "
+            f"report {total} device-hours would be metered.", status_code=422)
 
 
 @transaction.atomic
@@ -235,10 +242,10 @@ def dispute_resolve(*, actor: Actor, dispute_id: int, outcome: str, note: str,
             raise AppError("invalid", "An adjustment says how many device-hours were delivered.",
                            fields={"delivered_device_hours": "Required to adjust."})
         amount = device_hours_parse(delivered_device_hours, field="delivered_device_hours", zero=True)
-        deliverable = allocation.scu_h - allocation.resold_scu_h
-        if scu_h_of(amount, allocation.listing_period.listing.factor) > deliverable:
-            raise AppError("beyond_allocation", f"Allocation {allocation.pk} delivers at most {deliverable} SCU·h here.",
-                           status_code=422)
+        deliverable, most = deliverable_device_hours(allocation)
+        if amount > most:
+            raise AppError("beyond_allocation", f"Allocation {allocation.pk} delivers at most {deliverable} SCU·h "
+                           f"({most} device-hours) here.", status_code=422)
         dispute.delivered_device_hours = amount
     dispute.state = Dispute.State.ADJUSTED if outcome == "adjust" else Dispute.State.UPHELD
     dispute.resolution_note, dispute.resolved_by, dispute.resolved_at = note, actor.user, timezone.now()

@@ -136,3 +136,12 @@ def test_a_settled_allocation_takes_no_dispute_and_a_resolved_one_no_second_outc
     with pytest.raises(AppError) as err:
         dispute_open(actor=actor_from_user(holder.user), allocation_id=allocation.id, reason="Too late")
     assert err.value.code == "allocation_settled"
+
+
+def test_an_adjustment_beyond_the_allocation_is_refused(market, seller, holder, regulator, metered):
+    allocation, dispute = metered("90")
+    with pytest.raises(AppError) as err:  # 100 SCU·h at factor 1 are 100 device-hours, not one ten-thousandth more
+        dispute_resolve(actor=actor_from_user(regulator.user), dispute_id=dispute.id, outcome="adjust",
+                        delivered_device_hours="100.0001", note="Too generous")
+    assert err.value.code == "beyond_allocation"
+    assert Dispute.objects.get().state == Dispute.State.OPEN
