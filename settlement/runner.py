@@ -195,6 +195,7 @@ class SettlementRunner:
         debts = self._outstanding_debts(sellers)
         orgs = {d.holder_id for d in due} | set(sellers) | {o for sets in owners.values() for o, _ in sets}
         orgs |= {creditor for rows in debts.values() for _, creditor, _ in rows if creditor}
+        self._lock_provenance_head()
         accounts, balances = self._lock_accounts(sorted(orgs))
         batch = Batch()
         for d in due:
@@ -287,6 +288,17 @@ class SettlementRunner:
             for debt_id, debtor, creditor, outstanding in cursor.fetchall():
                 out.setdefault(debtor, []).append([debt_id, creditor, outstanding])
         return out
+
+    @staticmethod
+    def _lock_provenance_head() -> None:
+        """The provenance chain's head (which ``_write`` appends to), taken before the accounts
+        as the engine takes them: it appends a batch's sales before it locks its accounts, so
+        a runner holding accounts while it waits for the head deadlocked with an engine batch
+        of the same organisations. Held to the commit, as every append holds it."""
+        from marketplace.services.provenance import PROVENANCE_LOCK
+
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [PROVENANCE_LOCK])
 
     KINDS = (K.AVAILABLE, K.ESCROW, K.PAYABLE, K.DEBT, K.RECEIVABLE)
 
