@@ -92,7 +92,7 @@ class Batch:
     legs: list[tuple] = field(default_factory=list)  # (journal index, account id, fen)
     settlements: list[tuple] = field(default_factory=list)
     payouts: list[tuple] = field(default_factory=list)  # (allocation id, organisation id, share bp, fen)
-    debts: list[tuple] = field(default_factory=list)  # (debtor, creditor or None, allocation id, fen)
+    debts: list[tuple] = field(default_factory=list)  # (debt id, debtor, creditor or None, allocation id, fen)
     repaid: dict[int, int] = field(default_factory=dict)  # debt id → fen repaid now
     events: list[tuple[int, dict]] = field(default_factory=list)
     settled_by_asset: dict[int, list] = field(default_factory=dict)
@@ -355,7 +355,7 @@ class SettlementRunner:
             if credit_debt:
                 journal(J.DEBT, [(seller_debt, -credit_debt), (accounts[(holder, K.RECEIVABLE)], credit_debt)],
                         "SLA credit the seller could not pay")
-                batch.debts.append((seller, holder, d.id, credit_debt))
+                self._debt_record(batch, debts, seller, holder, d.id, credit_debt)
         if cover < 0:
             from_available = min(-cover, max(balances[seller_available], 0))
             if from_available:
@@ -364,7 +364,7 @@ class SettlementRunner:
             fee_debt = -cover - from_available
             if fee_debt:
                 journal(J.DEBT, [(seller_debt, -fee_debt), (payable, fee_debt)], "fees owed to the exchange")
-                batch.debts.append((seller, None, d.id, fee_debt))
+                self._debt_record(batch, debts, seller, None, d.id, fee_debt)
         left = max(cover, 0) - from_proceeds
         repaid = 0
         for row in debts.get(seller, ()):
@@ -405,6 +405,14 @@ class SettlementRunner:
                                           "debt_recorded": cny(credit_debt + fee_debt), "debt_repaid": cny(repaid),
                                           "payout": cny(left)}))
 
+    def _debt_record(self, batch: Batch, debts, debtor: int, creditor: int | None, allocation_id: int,
+                     amount: int) -> None:
+        """A new debt, last in the debtor's list, so its proceeds later in this batch repay it as
+        the next batches' would (else they were paid out while it stayed owed)."""
+        (debt_id,) = self._next_ids("settlement_debt", 1)
+        batch.debts.append((debt_id, debtor, creditor, allocation_id, amount))
+        debts.setdefault(debtor, []).append([debt_id, creditor, amount])
+
     # writing
 
     def _next_ids(self, table: str, count: int) -> list[int]:
@@ -444,10 +452,10 @@ class SettlementRunner:
                     for row in batch.payouts:
                         copy.write_row(row)
             if batch.debts:
-                with cursor.copy("COPY settlement_debt (debtor_id, creditor_id, settlement_id, amount_fen, repaid_fen, "
-                                 "created_at) FROM STDIN") as copy:
-                    for debtor, creditor, allocation_id, amount in batch.debts:
-                        copy.write_row((debtor, creditor, allocation_id, amount, 0, now))
+                with cursor.copy("COPY settlement_debt (id, debtor_id, creditor_id, settlement_id, amount_fen, "
+                                 "repaid_fen, created_at) FROM STDIN") as copy:
+                    for debt_id, debtor, creditor, allocation_id, amount in batch.debts:
+                        copy.write_row((debt_id, debtor, creditor, allocation_id, amount, 0, now))
             if batch.repaid:
                 debt_ids = sorted(batch.repaid)
                 cursor.execute("UPDATE settlement_debt d SET repaid_fen = d.repaid_fen + r.fen "

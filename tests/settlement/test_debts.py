@@ -113,3 +113,23 @@ def test_debts_are_repaid_oldest_first_and_in_part(market, seller, holder):
     assert balances(seller.organisation) == {"available": 99_900}
     # The holder has its 200,100 back and the whole credit: 100,000,000 − 200,100 + 200,000 + 200,000.
     assert balances(holder.organisation) == {"available": FUNDS + 199_900}
+
+
+def test_a_debt_recorded_in_a_batch_is_repaid_from_proceeds_later_in_the_same_batch(market, seller, holder):
+    """Two allocations of one seller settle together: one delivered in full, one not at all.
+    Whichever the runner takes first, the holder is owed only what the seller's money as a
+    whole cannot pay; the seller keeps nothing while it owes."""
+    h_org = holder.organisation_id
+    delivered_first = delivered(market, seller, market.trade(seller, funded(), 100, "20.00"), "100")
+    nothing = delivered(market, seller, market.trade(seller, holder, 100, "20.00"), None)
+    assert market.settle() == 2
+    # The seller's money: the first's proceeds, 200,000 − 40 = 199,960, and nothing else. What it
+    # owes for the second: the 200,000 credit and its 40 fee. So 199,960 of the credit reach the
+    # holder now; 40 of it stay owed to the holder, and the 40 fee to the exchange.
+    assert balances(seller.organisation) == {"debt": -80}
+    # 100,000,000 − 200,100 paid, + 200,000 refunded, + 199,960 of the credit.
+    assert balances(holder.organisation) == {"available": FUNDS - 200_100 + 200_000 + 199_960, "receivable": 40}
+    assert sorted(((d.creditor_id, d.amount_fen - d.repaid_fen) for d in Debt.objects.all()), key=str) == sorted(
+        [(h_org, 40), (None, 40)], key=str)
+    for allocation_id in (delivered_first, nothing):
+        journal_kinds(allocation_id)  # each journal balanced
