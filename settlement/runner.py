@@ -184,6 +184,14 @@ class SettlementRunner:
             cursor.execute(DUE_SQL, {"cutoff": cutoff, "shards": self.shards, "shard": self.shard,
                                      "limit": self.batch_size})
             due = [Due(*row) for row in cursor.fetchall()]
+            if due:
+                # The query's NOT EXISTS reads disputes as of its start; one opened (and committed)
+                # between then and the row lock is not in it. Read again now that the rows are locked:
+                # a dispute opened from here on waits for them and then finds them settled.
+                cursor.execute("SELECT allocation_id FROM settlement_dispute WHERE allocation_id = ANY(%s::bigint[]) "
+                               "AND state = 'open'", [pg_array([d.id for d in due])])
+                disputed = {allocation_id for (allocation_id,) in cursor.fetchall()}
+                due = [d for d in due if d.id not in disputed]
         if not due:
             return 0
         ids = pg_array([d.id for d in due])

@@ -145,3 +145,16 @@ def test_an_adjustment_beyond_the_allocation_is_refused(market, seller, holder, 
                         delivered_device_hours="100.0001", note="Too generous")
     assert err.value.code == "beyond_allocation"
     assert Dispute.objects.get().state == Dispute.State.OPEN
+
+
+def test_a_dispute_the_due_query_did_not_see_still_holds_the_allocation(market, seller, holder, metered, monkeypatch):
+    """The due query reads disputes as of its start; a dispute committed before it locks the row
+    is not in what it read. Its stale view is made here by leaving the disputes out of it."""
+    from settlement import runner
+
+    metered("98")
+    stale = "\n".join(line for line in runner.DUE_SQL.splitlines() if "settlement_dispute" not in line)
+    assert stale != runner.DUE_SQL
+    monkeypatch.setattr(runner, "DUE_SQL", stale)
+    assert market.settle() == 0
+    assert not Settlement.objects.exists()
