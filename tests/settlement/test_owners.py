@@ -79,8 +79,9 @@ def test_largest_remainder_sums_exactly(total, shares, expected):
     assert sum(fen for _, _, fen in expected) == total
 
 
+@pytest.mark.parametrize("before_start", [timedelta(hours=1), timedelta(0)], ids=["an_hour_before", "at_the_start"])
 def test_a_change_of_owners_between_two_deliveries_pays_each_by_the_set_in_force_when_it_started(market, seller,
-                                                                                               holder):
+                                                                                               holder, before_start):
     first = market.instrument
     second = make_instrument(days_ahead=3)
     market.runner.load()  # the engine learns the second day
@@ -90,9 +91,9 @@ def test_a_change_of_owners_between_two_deliveries_pays_each_by_the_set_in_force
     partner, investor, latecomer = (OrganisationFactory(kind="provider") for _ in range(3))
     # Set 1 from now: in force when the first day starts.
     asset_owners_set(asset=asset, owners=[(provider_org, 5000), (partner, 5000)])
-    # Set 2 from an hour before the second day: in force when it starts.
+    # Set 2 from an hour before the second day, or from its very start: in force when it starts.
     asset_owners_set(asset=asset, owners=[(provider_org, 2000), (investor, 8000)],
-                     effective_from=second.delivery_start - timedelta(hours=1))
+                     effective_from=second.delivery_start - before_start)
     # Set 3 from an hour into the second day: too late for either delivery.
     asset_owners_set(asset=asset, owners=[(latecomer, 10000)], effective_from=second.delivery_start + timedelta(hours=1))
 
