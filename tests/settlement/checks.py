@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import importlib
-
 from django.db.models import Count, Sum
 
 from exchange.models import Journal, LedgerAccount, LedgerLeg
-from settlement.models import SlaCreditStep
-
-# The published schedule as the migration seeds it; a transactional test elsewhere in the run
-# empties every table, the seeded schedule included, so scenarios put it back before they run.
-DEFAULT_STEPS = importlib.import_module("settlement.migrations.0002_sla_schedule").DEFAULT_STEPS
-
-
-def sla_schedule_default() -> None:
-    for below_bp, credit_bp in DEFAULT_STEPS:
-        SlaCreditStep.objects.update_or_create(below_bp=below_bp, defaults={"credit_bp": credit_bp})
-    SlaCreditStep.objects.exclude(below_bp__in=[b for b, _ in DEFAULT_STEPS]).delete()
 
 
 def journal_kinds(allocation_id: int) -> list[str]:
     """The kinds of the journals that settled the allocation, in the order written; each one's
     legs (two at least) sum to zero."""
     journals = list(Journal.objects.filter(allocation_id=allocation_id).order_by("id")
-                    .annotate(total=Sum("legs__amount_fen"), legs_n=Count("legs")).values_list("kind", "total", "legs_n"))
+                    .annotate(total=Sum("legs__amount_fen"), legs_n=Count("legs"))
+                    .values_list("kind", "total", "legs_n"))
     for kind, total, legs_n in journals:
         assert total == 0 and legs_n >= 2, f"a {kind} journal of allocation {allocation_id}: {legs_n} legs sum {total}"
     return [kind for kind, _, _ in journals]

@@ -11,17 +11,13 @@ from accounts.access import actor_from_user
 from exchange import ledger
 from settlement.models import Debt, Settlement
 from settlement.services import metering_report
-from tests.settlement.checks import balances, journal_kinds, legs_of, sla_schedule_default
+from tests.settlement.checks import balances, journal_kinds, legs_of
 from tests.settlement.conftest import allocation_of, funded
 
 pytestmark = pytest.mark.django_db
 
 FUNDS = 100_000_000
 
-
-@pytest.fixture(autouse=True)
-def _schedule(db):
-    sla_schedule_default()
 
 
 def delivered(market, seller, trade, device_hours: str | None) -> int:

@@ -13,17 +13,13 @@ from accounts.access import actor_from_user
 from exchange.errors import AppError
 from settlement.models import Dispute, Settlement
 from settlement.services import dispute_open, dispute_resolve, metering_report
-from tests.settlement.checks import balances, journal_kinds, sla_schedule_default
+from tests.settlement.checks import balances, journal_kinds
 from tests.settlement.conftest import allocation_of
 
 pytestmark = pytest.mark.django_db
 
 HOLDER_FUNDS = 100_000_000
 
-
-@pytest.fixture(autouse=True)
-def _schedule(db):
-    sla_schedule_default()
 
 
 @pytest.fixture

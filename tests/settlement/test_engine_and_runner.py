@@ -21,7 +21,6 @@ from settlement.runner import SettlementRunner
 from settlement.services import metering_report
 from tests.exchange.conftest import list_capacity, make_instrument
 from tests.exchange.test_concurrency import run_in_threads
-from tests.settlement.checks import sla_schedule_default
 from tests.settlement.conftest import allocation_of, place
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -43,7 +42,6 @@ def wait_until(condition, *, timeout: float = 30) -> None:
 
 
 def test_an_engine_batch_and_a_settlement_batch_for_the_same_organisations_both_commit(market, seller, holder):
-    sla_schedule_default()
     # Yesterday's trade is due to settle; today's orders, of the same two organisations, wait for the engine.
     today = make_instrument(days_ahead=3)
     market.runner.load()

@@ -14,15 +14,10 @@ from settlement.models import MeterReport, Settlement
 from settlement.services import metering_import, metering_report
 from tests.exchange.conftest import list_capacity
 from tests.factories import MembershipFactory
-from tests.settlement.checks import sla_schedule_default
 from tests.settlement.conftest import allocation_of
 
 pytestmark = pytest.mark.django_db
 
-
-@pytest.fixture(autouse=True)
-def _schedule(db):
-    sla_schedule_default()
 
 
 @pytest.fixture

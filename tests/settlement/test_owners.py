@@ -13,15 +13,11 @@ from settlement.runner import largest_remainder
 from settlement.services import metering_report
 from tests.exchange.conftest import list_capacity, make_instrument
 from tests.factories import OrganisationFactory
-from tests.settlement.checks import balances, journal_kinds, legs_of, sla_schedule_default
+from tests.settlement.checks import balances, journal_kinds, legs_of
 from tests.settlement.conftest import allocation_of
 
 pytestmark = pytest.mark.django_db
 
-
-@pytest.fixture(autouse=True)
-def _schedule(db):
-    sla_schedule_default()
 
 
 def deliver_in_full(market, seller, trade) -> int:
@@ -95,7 +91,8 @@ def test_a_change_of_owners_between_two_deliveries_pays_each_by_the_set_in_force
     asset_owners_set(asset=asset, owners=[(provider_org, 2000), (investor, 8000)],
                      effective_from=second.delivery_start - before_start)
     # Set 3 from an hour into the second day: too late for either delivery.
-    asset_owners_set(asset=asset, owners=[(latecomer, 10000)], effective_from=second.delivery_start + timedelta(hours=1))
+    asset_owners_set(asset=asset, owners=[(latecomer, 10000)],
+                     effective_from=second.delivery_start + timedelta(hours=1))
 
     first_trade = market.trade(seller, holder, 10, "20.00")
     first_id = deliver_in_full(market, seller, first_trade)

@@ -13,17 +13,13 @@ from exchange.errors import AppError
 from exchange.models import Allocation
 from settlement.models import Settlement
 from settlement.services import metering_report
-from tests.settlement.checks import balances, exchange_fees, journal_kinds, legs_of, sla_schedule_default
+from tests.settlement.checks import balances, exchange_fees, journal_kinds, legs_of
 from tests.settlement.conftest import allocation_of, funded
 
 pytestmark = pytest.mark.django_db
 
 FUNDS = 100_000_000
 
-
-@pytest.fixture(autouse=True)
-def _schedule(db):
-    sla_schedule_default()
 
 
 @pytest.fixture
@@ -77,7 +73,8 @@ def test_a_chain_of_three_settles_each_trade_at_its_own_price(market, seller, ch
     # Child first: a resold allocation settles only once its resales have (its journals come later).
     from exchange.models import Journal
 
-    order = list(Journal.objects.filter(allocation__isnull=False).order_by("id").values_list("allocation_id", flat=True))
+    order = list(Journal.objects.filter(allocation__isnull=False).order_by("id")
+                 .values_list("allocation_id", flat=True))
     assert sorted(set(order), key=order.index) == [third.id, second.id, first.id]
 
     # A: paid 200,000 + 100 for its purchase; got 153,258 for its resale, 4,000 + 50,000 back.

@@ -25,7 +25,7 @@ from settlement.services import metering_import
 from tests.exchange.conftest import drain, list_capacity
 from tests.exchange.test_concurrency import run_in_threads
 from tests.factories import MembershipFactory
-from tests.settlement.checks import journal_kinds, sla_schedule_default
+from tests.settlement.checks import journal_kinds
 from tests.settlement.conftest import funded, place
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -33,10 +33,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 # The journals an allocation's settlement writes at most once each (debt repayments may be several).
 ONCE = ("settlement", "refund", "sla_credit", "payout")
 
-
-@pytest.fixture(autouse=True)
-def _schedule(transactional_db):
-    sla_schedule_default()
 
 
 def many_allocations(market, count: int, *, sellers: int = 3, holders: int = 2, short_every: int = 9) -> list[int]:

@@ -11,7 +11,7 @@ from accounts.access import actor_from_user
 from exchange import ledger
 from settlement.models import Debt, Settlement
 from settlement.services import metering_report
-from tests.settlement.checks import balances, exchange_fees, journal_kinds, legs_of, sla_schedule_default
+from tests.settlement.checks import balances, exchange_fees, journal_kinds, legs_of
 from tests.settlement.conftest import allocation_of
 
 pytestmark = pytest.mark.django_db
@@ -43,10 +43,6 @@ CASES = {
     0: (10000, 0, 2_000_000, 2_000_000, 2_000_000, 0, ["refund", "sla_credit", "settlement"]),
 }
 
-
-@pytest.fixture(autouse=True)
-def _schedule(db):
-    sla_schedule_default()
 
 
 @pytest.mark.parametrize("delivered", list(CASES), ids=[f"delivered_{d}" for d in CASES])
