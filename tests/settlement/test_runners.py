@@ -34,7 +34,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 ONCE = ("settlement", "refund", "sla_credit", "payout")
 
 
-
 def many_allocations(market, count: int, *, sellers: int = 3, holders: int = 2, short_every: int = 9) -> list[int]:
     """``count`` allocations of 1 SCU·h at 20.00 in the market's instrument, from a few new
     providers (in turn) to a few new buyers (in blocks: the first buyer holds the lowest ids),
@@ -96,16 +95,17 @@ def test_two_runners_at_once_settle_each_allocation_exactly_once(market):
 
 
 def test_a_second_runner_for_a_shard_stands_by_until_the_first_lets_go(transactional_db):
-    first, second = SettlementRunner(), SettlementRunner()
+    first = SettlementRunner()
     assert first.acquire_shard(wait=False)
 
-    def contend(_):
-        return second.acquire_shard(wait=False)  # on its own connection
+    def runner_for(shard: int):
+        # On the thread's own connection, closed (and its locks let go) when the thread ends.
+        return lambda _: SettlementRunner(shard=shard, shards=2).acquire_shard(wait=False)
 
-    assert run_in_threads(1, contend) == [False]
-    assert SettlementRunner(shard=1, shards=2).acquire_shard(wait=False)  # another shard is free
+    assert run_in_threads(1, runner_for(0)) == [False]
+    assert run_in_threads(1, runner_for(1)) == [True]  # another shard is free
     first.release_shard()
-    assert run_in_threads(1, contend) == [True]
+    assert run_in_threads(1, runner_for(0)) == [True]
 
 
 def advisory_locks(granted: bool) -> int:
