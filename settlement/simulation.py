@@ -27,14 +27,14 @@ from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 
 from django.conf import settings
-from django.db.models import Sum
+from django.db.models import DateTimeField, Exists, ExpressionWrapper, F, OuterRef, Q, Sum
 from django.utils import timezone
 
 from accounts.access import Actor
 from exchange.errors import AppError
 from exchange.models import Allocation
 from settlement import services
-from settlement.models import Delivery
+from settlement.models import Delivery, MeterReport
 
 log = logging.getLogger("settlement.simulation")
 
@@ -82,17 +82,29 @@ class DeliverySimulator:
         return Decimal(0)
 
     def _work(self, now: datetime):
-        """Unsettled allocations of simulated providers whose window has started and whose
-        metering is still taken, with their delivery and what is metered so far."""
+        """Unsettled allocations of simulated providers and holders with something to do now:
+        delivery to start or confirm, half the window to meter, or the rest after its end
+        (while the dispute window still takes metering), the most urgent first."""
+        window = "trade__instrument__delivery_"
+        halfway = ExpressionWrapper(F(f"{window}start") + (F(f"{window}end") - F(f"{window}start")) / 2,
+                                    output_field=DateTimeField())
+        reports = MeterReport.objects.filter(allocation=OuterRef("pk"))
+        due = (
+            Q(delivery__isnull=True, **{f"{window}end__gt": now})
+            | Q(delivery__state=Delivery.State.STARTED, delivery__answered_at__isnull=True)
+            | Q(halfway__lte=now) & ~Exists(reports)
+            | Q(**{f"{window}end__lte": now}) & ~Exists(reports.filter(created_at__gte=OuterRef(f"{window}end")))
+        )
         return list(
             Allocation.objects.filter(
                 settled_at__isnull=True, listing_period__provider_id__in=list(self.providers),
-                holder_id__in=list(self.holders), trade__instrument__delivery_start__lte=now,
-                trade__instrument__delivery_end__gte=now - timedelta(seconds=settings.DISPUTE_WINDOW_SECONDS),
+                holder_id__in=list(self.holders), **{f"{window}start__lte": now},
+                **{f"{window}end__gte": now - timedelta(seconds=settings.DISPUTE_WINDOW_SECONDS)},
             )
+            .alias(halfway=halfway).filter(due)
             .select_related("trade__instrument", "listing_period__listing", "delivery")
             .annotate(metered=Sum("meter_reports__device_hours"))
-            .order_by("id")[: self.batch_size]
+            .order_by(f"{window}end", "id")[: self.batch_size]
         )
 
     def step(self, *, now: datetime | None = None) -> Counter:

@@ -6,6 +6,7 @@ import io
 import logging
 import re
 from datetime import timedelta
+from importlib import import_module
 
 import pytest
 from django.core.management import call_command
@@ -22,7 +23,7 @@ from marketplace.demo import demo_listings_extend
 from marketplace.models import ComputeClass, Listing, ListingPeriod, ProvenanceEvent
 from marketplace.periods import DEMO_CLASS_CODE, class_period
 from settlement import services
-from settlement.models import Delivery, MeterReport, Payout, Settlement
+from settlement.models import Delivery, MeterReport, Payout, Settlement, SlaCreditStep
 from settlement.runner import settle
 from settlement.selectors import delivery_credentials
 from tests.settlement.conftest import Market
@@ -40,6 +41,9 @@ def demo(settings):
     settings.DEMO_OPENING_AUCTION_SECONDS = 20
     settings.DEMO_HORIZON_MINUTES = 60
     settings.DISPUTE_WINDOW_SECONDS = 60
+    # The published SLA schedule, which a transactional test run before this one may have emptied.
+    for below_bp, credit_bp in import_module("settlement.migrations.0002_sla_schedule").DEFAULT_STEPS:
+        SlaCreditStep.objects.get_or_create(below_bp=below_bp, defaults={"credit_bp": credit_bp})
     seeded_at = timezone.now()
     call_command("seed_demo", stdout=io.StringIO())
     return seeded_at
@@ -185,3 +189,15 @@ def test_the_simulator_logs_a_refused_or_failed_step_and_goes_on_with_the_others
     assert any("refused: outside_window" in r.getMessage() for r in caplog.records)
     assert any("broken for the test" in (r.exc_text or "") for r in caplog.records)
     assert Delivery.objects.count() == 2
+
+
+def test_allocations_with_nothing_to_do_do_not_crowd_out_the_others(demo):
+    """A step takes only allocations that need an action, so a small batch still reaches them all."""
+    instrument, (first, second) = traded()
+    simulator = MarketSimulator(seed=1, shortfall_every=0)
+    simulator.deliveries.batch_size = 1
+    now = instrument.delivery_start + timedelta(seconds=1)
+    steps = [simulator.after_trade(now=now) for _ in range(5)]
+    assert steps == [{"started": 1}, {"confirmed": 1}, {"started": 1}, {"confirmed": 1}, {}]
+    assert set(Delivery.objects.values_list("allocation_id", "state")) == {
+        (first.id, Delivery.State.CONFIRMED), (second.id, Delivery.State.CONFIRMED)}
