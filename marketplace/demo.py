@@ -17,9 +17,9 @@ from django.conf import settings
 from django.utils import timezone
 
 from accounts.models import Organisation
+from exchange.errors import AppError
 from marketplace.catalogue import catalogue_load
 from marketplace.models import Attestation, AttestorKey, Cluster, ComputeAsset, ComputeClass, DeviceType, Hub, Listing
-from exchange.errors import AppError
 from marketplace.periods import DEMO_CLASS_CODE, china_midnight, china_today, class_period, is_demo_class, period_containing
 from marketplace.services import (
     asset_register,

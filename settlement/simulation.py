@@ -11,8 +11,8 @@ provider, held by a simulated buyer:
 - half the window's device-hours are metered once half the window has passed, the rest
   once it has ended (within the dispute window, when metering is still taken);
 - one allocation in ``shortfall_every`` (by id, so every step agrees) falls short: 97 %
-  or 90 % of it is delivered, at least one SCU·h less than sold, so the SLA schedule
-  credits the holder.
+  or 90 % of it is delivered, at least one SCU·h less than sold (metering counts whole
+  SCU·h), so the SLA schedule credits the holder.
 
 A refused action (an AppError: the window closed while the simulator was down, access
 changed) is logged and skipped; anything else is logged and the next allocation goes on.
@@ -66,7 +66,9 @@ class DeliverySimulator:
         back to whole SCU·h exactly (metering rounds to SCU·h at the listing's factor)."""
         deliverable = allocation.scu_h - allocation.resold_scu_h
         share = self.shortfall_share(allocation.id)
-        if share is not None and deliverable > 0:
+        # Never down to nothing: an allocation with nothing to meter would wait in every
+        # step's work until it settled (a single SCU·h cannot be 97 % delivered anyway).
+        if share is not None and deliverable > 1:
             deliverable = min(deliverable - 1, int(deliverable * share))
         factor = allocation.listing_period.listing.factor
         return (Decimal(deliverable) / factor).quantize(DEVICE_HOURS, rounding=ROUND_HALF_UP)
@@ -89,6 +91,7 @@ class DeliverySimulator:
         halfway = ExpressionWrapper(F(f"{window}start") + (F(f"{window}end") - F(f"{window}start")) / 2,
                                     output_field=DateTimeField())
         reports = MeterReport.objects.filter(allocation=OuterRef("pk"))
+        # The rest is metered after the window's end: until a report is made after it.
         due = (
             Q(delivery__isnull=True, **{f"{window}end__gt": now})
             | Q(delivery__state=Delivery.State.STARTED, delivery__answered_at__isnull=True)

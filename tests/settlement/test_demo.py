@@ -17,7 +17,7 @@ from accounts.models import Membership
 from exchange.errors import AppError
 from exchange.instruments import instruments_list
 from exchange.invariants import invariants_check
-from exchange.models import Allocation, Instrument, Journal
+from exchange.models import Allocation, Instrument, Journal, Order
 from exchange.simulation import MarketSimulator
 from marketplace.demo import demo_listings_extend
 from marketplace.models import ComputeClass, Listing, ListingPeriod, ProvenanceEvent
@@ -58,7 +58,7 @@ def demo_instruments():
         "delivery_start", "hub__code")
 
 
-def test_demo_mode_lists_the_demo_class_in_five_minute_windows_where_demo_capacity_is(demo):
+def test_demo_mode_lists_the_demo_class_in_five_minute_windows_where_demo_capacity_is(demo, client):
     seeded_at, now = demo, timezone.now()
     instruments = list(demo_instruments())
     assert instruments
@@ -84,10 +84,19 @@ def test_demo_mode_lists_the_demo_class_in_five_minute_windows_where_demo_capaci
     call_command("seed_demo", stdout=io.StringIO())
     assert (Instrument.objects.count(), Listing.objects.count(), ListingPeriod.objects.count()) == counts
 
+    # The pages say how long the windows are.
+    first = instruments[0]
+    window = f"{timezone.localtime(first.delivery_start):%H:%M}–{timezone.localtime(first.delivery_end):%H:%M}"
+    assert window in client.get(f"/markets/?class={DEMO_CLASS_CODE}").content.decode()
+    assert "<td class=\"num\">5 min</td>" in client.get("/capacity/catalogue/").content.decode()
+
     # The simulator quotes the soonest of them every round, in small sizes.
     simulator = MarketSimulator(seed=3)
     demo_quoted, _ = simulator._instruments()
     assert [i.code for i in demo_quoted] == [i.code for i in instruments[:4]]
+    assert simulator.tick() > 0
+    quoted = Order.objects.filter(instrument__compute_class__code=DEMO_CLASS_CODE)
+    assert quoted.exists() and max(quoted.values_list("qty", flat=True)) <= 5
 
 
 def test_outside_demo_mode_the_demo_class_is_neither_short_nor_listed(demo, settings):
