@@ -23,7 +23,7 @@ run: setup
 	@echo "==> migrating the database"
 	@$(BIN)/python manage.py migrate --noinput -v0
 	@echo "==> loading demo data"
-	@OPENING_AUCTION_SECONDS=$${OPENING_AUCTION_SECONDS:-20} $(BIN)/python manage.py seed_demo
+	@DEMO_MODE=1 OPENING_AUCTION_SECONDS=$${OPENING_AUCTION_SECONDS:-20} $(BIN)/python manage.py seed_demo
 	@$(BIN)/python manage.py collectstatic --noinput -v0
 	@DEMO_MODE=1 SECURE_COOKIES=0 OPENING_AUCTION_SECONDS=$${OPENING_AUCTION_SECONDS:-20} $(BIN)/python manage.py run_exchange $$([ -f .venv/.stop-embedded ] && echo --stop-embedded)
 

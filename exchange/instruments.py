@@ -10,7 +10,8 @@ matching (the book keeps its resting orders and collects, as in an auction).
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -19,24 +20,60 @@ from django.utils import timezone
 
 from exchange.errors import AppError
 from exchange.models import InboxCommand, Instrument, Order
+from marketplace.periods import (
+    DEMO_CLASS_CODE, china_midnight, china_today, class_period, is_demo_class, period_containing, period_starts,
+)
 
 CHINA = ZoneInfo("Asia/Shanghai")
 Action = InboxCommand.Action
 State = Instrument.State
 
 
-def instrument_code(*, class_code: str, hub_code: str, start: datetime, period_hours: int) -> str:
+def instrument_code(*, class_code: str, hub_code: str, start: datetime, period: timedelta) -> str:
+    """``AI80.NX.2026-11-24`` for a day, ``…T06`` for hours, ``…T0635`` for the demo's minutes."""
     local = start.astimezone(CHINA)
-    day = local.strftime("%Y-%m-%d")
-    return f"{class_code}.{hub_code}.{day}" if period_hours == 24 else f"{class_code}.{hub_code}.{day}T{local:%H}"
+    if period == timedelta(days=1):
+        when = f"{local:%Y-%m-%d}"
+    elif period % timedelta(hours=1) == timedelta(0):
+        when = f"{local:%Y-%m-%dT%H}"
+    else:
+        when = f"{local:%Y-%m-%dT%H%M}"
+    return f"{class_code}.{hub_code}.{when}"
 
 
-def periods(*, start_day: datetime, days: int, period_hours: int) -> list[tuple[datetime, datetime]]:
-    """Delivery periods from China-time midnight of ``start_day`` for ``days`` days."""
-    first = datetime(start_day.year, start_day.month, start_day.day, tzinfo=CHINA)
-    count = days * 24 // period_hours
-    return [(first + timedelta(hours=i * period_hours), first + timedelta(hours=(i + 1) * period_hours))
-            for i in range(count)]
+@dataclass(frozen=True)
+class Schedule:
+    """How a class's instruments are listed: every period starting before ``until``, in
+    ``hub_ids`` (None: every hub), trading until ``gate`` before the period starts, after
+    an opening auction ``auction`` long."""
+
+    period: timedelta
+    gate: timedelta
+    auction: timedelta
+    until: datetime
+    hub_ids: list[int] | None
+
+
+def _schedule(compute_class, now: datetime) -> Schedule | None:
+    from marketplace.models import ListingPeriod
+
+    period = class_period(compute_class)
+    if is_demo_class(compute_class):
+        # Minutes-long windows: every other time scaled down too, and markets only where the
+        # demo lists capacity, so its markets are not mostly empty ones.
+        until = now + timedelta(minutes=settings.DEMO_HORIZON_MINUTES)
+        hubs = (ListingPeriod.objects.filter(compute_class=compute_class, period_start__lt=until,
+                                             period_start__gte=period_containing(now, period))
+                .values_list("hub_id", flat=True).distinct())
+        auction = min(settings.OPENING_AUCTION_SECONDS, settings.DEMO_OPENING_AUCTION_SECONDS)
+        return Schedule(period=period, gate=timedelta(seconds=settings.DEMO_GATE_CLOSURE_SECONDS),
+                        auction=timedelta(seconds=auction), until=until, hub_ids=list(hubs))
+    if compute_class.code == DEMO_CLASS_CODE:
+        return None  # the demo class trades only in demo mode
+    days = settings.INSTRUMENT_HORIZON_DAYS + 1
+    return Schedule(period=period, gate=timedelta(minutes=settings.GATE_CLOSURE_MINUTES),
+                    auction=timedelta(seconds=settings.OPENING_AUCTION_SECONDS),
+                    until=china_midnight(china_today(now) + timedelta(days=days)), hub_ids=None)
 
 
 def instruments_list(*, now: datetime | None = None) -> int:
@@ -44,23 +81,26 @@ def instruments_list(*, now: datetime | None = None) -> int:
     from marketplace.models import ComputeClass, Hub
 
     now = now or timezone.now()
-    today = now.astimezone(CHINA)
-    gate = timedelta(minutes=settings.GATE_CLOSURE_MINUTES)
-    auction_ends = now + timedelta(seconds=settings.OPENING_AUCTION_SECONDS)
+    hubs = list(Hub.objects.all())
     new = []
     for compute_class in ComputeClass.objects.all():
-        for hub in Hub.objects.all():
-            for start, end in periods(start_day=today, days=settings.INSTRUMENT_HORIZON_DAYS + 1,
-                                      period_hours=compute_class.period_hours):
-                if start - gate <= now:
+        schedule = _schedule(compute_class, now)
+        if schedule is None:
+            continue
+        starts = period_starts(period_containing(now, schedule.period), schedule.until, schedule.period)
+        for hub in hubs:
+            if schedule.hub_ids is not None and hub.id not in schedule.hub_ids:
+                continue
+            for start in starts:
+                if start - schedule.gate <= now:
                     continue
                 new.append(Instrument(
                     code=instrument_code(class_code=compute_class.code, hub_code=hub.code, start=start,
-                                         period_hours=compute_class.period_hours),
+                                         period=schedule.period),
                     compute_class=compute_class, hub=hub,
-                    delivery_start=start.astimezone(UTC), delivery_end=end.astimezone(UTC),
-                    gate_closure_at=(start - gate).astimezone(UTC),
-                    state=State.PRE_OPEN, auction_ends_at=auction_ends, band_bps=settings.PRICE_BAND_BPS,
+                    delivery_start=start, delivery_end=start + schedule.period,
+                    gate_closure_at=start - schedule.gate,
+                    state=State.PRE_OPEN, auction_ends_at=now + schedule.auction, band_bps=settings.PRICE_BAND_BPS,
                 ))
     before = Instrument.objects.count()
     Instrument.objects.bulk_create(new, ignore_conflicts=True)

@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from exchange import embedded
 
@@ -230,6 +231,19 @@ GATE_CLOSURE_MINUTES = env_int("GATE_CLOSURE_MINUTES", 120)
 OPENING_AUCTION_SECONDS = env_int("OPENING_AUCTION_SECONDS", 300)
 VOLATILITY_AUCTION_SECONDS = env_int("VOLATILITY_AUCTION_SECONDS", 60)
 PRICE_BAND_BPS = env_int("PRICE_BAND_BPS", 1000)
+# Demo mode only: the demo compute class (code DEMO, added by seed_demo in demo mode) trades
+# delivery windows of DEMO_PERIOD_MINUTES (a divisor of 60) instead of whole hours, its gate
+# closes DEMO_GATE_CLOSURE_SECONDS before the window, its opening auction lasts at most
+# DEMO_OPENING_AUCTION_SECONDS and it is listed DEMO_HORIZON_MINUTES ahead: with the shorter
+# dispute window, a trade made after `make run` settles within about ten minutes. Every real
+# class keeps whole-hour periods; outside demo mode the demo class is not traded at all.
+DEMO_PERIOD_MINUTES = env_int("DEMO_PERIOD_MINUTES", 5)
+if DEMO_PERIOD_MINUTES < 1 or 60 % DEMO_PERIOD_MINUTES:
+    raise ImproperlyConfigured(f"DEMO_PERIOD_MINUTES must divide 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20 or 30), "
+                               f"not {DEMO_PERIOD_MINUTES}.")
+DEMO_GATE_CLOSURE_SECONDS = env_int("DEMO_GATE_CLOSURE_SECONDS", 60)
+DEMO_OPENING_AUCTION_SECONDS = env_int("DEMO_OPENING_AUCTION_SECONDS", 20)
+DEMO_HORIZON_MINUTES = env_int("DEMO_HORIZON_MINUTES", 60)
 ENGINE_BATCH_INTERVAL_MS = env_int("ENGINE_BATCH_INTERVAL_MS", 20)
 # Most inbox commands in one engine batch (one transaction). Larger batches spread each
 # batch's fixed statements thinner (bench/engine.py: about 16,000 orders/s at 5,000 and
@@ -246,7 +260,8 @@ EVENTS_ACCESS_RECHECK_SECONDS = env_int("EVENTS_ACCESS_RECHECK_SECONDS", 1)
 CREDENTIALS_KEYS = env_list("CREDENTIALS_KEYS", "") or [embedded.local_credentials_key()]
 # The holder may dispute metering until this long after the delivery window ends; the
 # provider may report metering until then too. An allocation settles once it has passed.
-DISPUTE_WINDOW_SECONDS = env_int("DISPUTE_WINDOW_SECONDS", 24 * 3600)
+# Demo mode shortens it to a minute (with the demo class below), so the demo settles soon.
+DISPUTE_WINDOW_SECONDS = env_int("DISPUTE_WINDOW_SECONDS", 60 if DEMO_MODE else 24 * 3600)
 # Allocations settled per transaction, and the settlement runner's pause between passes.
 SETTLEMENT_BATCH_SIZE = env_int("SETTLEMENT_BATCH_SIZE", 5000)
 SETTLEMENT_INTERVAL_SECONDS = env_int("SETTLEMENT_INTERVAL_SECONDS", 5)

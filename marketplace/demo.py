@@ -1,21 +1,26 @@
 """Demo market: attested hardware, co-owned assets in the western hubs, listings for the coming week.
 
 Idempotent: a second run on the same day changes nothing; a run on a later day lists the
-days that have come into the seven-day horizon.
+days that have come into the seven-day horizon. In demo mode it adds the demo class, whose
+delivery windows last minutes, and lists the assets' spare devices in it for the next
+hours; the market simulator keeps that listing going (``demo_listings_extend``).
 """
 
 from __future__ import annotations
 
 import hashlib
-from datetime import timedelta
+import logging
+from datetime import datetime, timedelta
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from django.conf import settings
 from django.utils import timezone
 
 from accounts.models import Organisation
+from exchange.errors import AppError
 from marketplace.catalogue import catalogue_load
 from marketplace.models import Attestation, AttestorKey, Cluster, ComputeAsset, ComputeClass, DeviceType, Hub, Listing
-from marketplace.periods import china_midnight, china_today
+from marketplace.periods import DEMO_CLASS_CODE, china_midnight, china_today, class_period, is_demo_class, period_containing
 from marketplace.services import (
     asset_register,
     attestation_add,
@@ -24,6 +29,8 @@ from marketplace.services import (
     listing_create,
 )
 from marketplace.signing import key_id_for, public_key_b64, sign
+
+log = logging.getLogger("marketplace.demo")
 
 ATTESTOR = "China Compute Benchmark Centre"
 HORIZON_DAYS = 7
@@ -55,6 +62,26 @@ ASSETS = [
      {"Gui'an Cloud Valley Data Centre": 7000, "West Hub Computing (Ningxia)": 3000},
      [("L48", "AI24", 200, "12.50"), ("A80", "AI80", 128, "16.20")]),
 ]
+
+
+# Demo mode only: AI80's requirements, delivered in windows of DEMO_PERIOD_MINUTES (the row's
+# period_hours is the catalogue's rule; marketplace.periods.class_period gives the real length).
+DEMO_CLASS = {
+    "code": DEMO_CLASS_CODE, "category": "ai", "reference_precision": "fp16", "min_memory_gb": 80,
+    "min_interconnect_gbps": 200, "period_hours": 1,
+    "name_en": "Demo: AI training, minutes-long windows", "name_zh": "演示：AI 训练（分钟级交付窗口）",
+    "description_en": "Demo mode only. The requirements of AI80, delivered in windows of a few minutes, so that a "
+                      "trade is delivered, metered and settled while you watch.",
+    "description_zh": "仅在演示模式中提供。要求与 AI80 相同，但交付窗口只有几分钟，成交后的交付、计量和结算当场可见。",
+}
+# (provider, asset, model, devices, reserve price CNY/SCU·h): the devices the week's listings
+# above leave free, listed in the demo class. Both assets are co-owned, so payouts are split.
+DEMO_LISTINGS = [
+    ("West Hub Computing (Ningxia)", "Zhongwei Hall A", "A80", 192, "15.80"),
+    ("Qingyang Green Compute", "Qingyang East Campus", "HX-910", 512, "11.50"),
+]
+# Each demo listing covers this many hours; the next is made once less than half is left.
+DEMO_LISTING_HOURS = 6
 
 
 def demo_attestor_key(name: str) -> Ed25519PrivateKey:
@@ -124,4 +151,43 @@ def seed(organisations: dict[str, Organisation]) -> dict[str, int]:
             listing_create(asset=asset, device_type=device_types[model], compute_class=classes[class_code],
                            device_count=devices, window_start=start, window_end=horizon_end, reserve_price=price, now=now)
             listed += 1
+    if settings.DEMO_MODE:
+        ComputeClass.objects.get_or_create(code=DEMO_CLASS_CODE,
+                                           defaults={k: v for k, v in DEMO_CLASS.items() if k != "code"})
+        listed += demo_listings_extend(now=now)
     return {"device_types": len(device_types), "assets": len(ASSETS), "listings_created": listed}
+
+
+def demo_listings_extend(*, now: datetime | None = None) -> int:
+    """In demo mode, keep the demo class listed for the next hours (a provider's job, which
+    the market simulator plays); return how many listings were made. A listing refused
+    (say, someone listed the devices by hand) is logged and skipped."""
+    compute_class = ComputeClass.objects.filter(code=DEMO_CLASS_CODE).first()
+    if compute_class is None or not is_demo_class(compute_class):
+        return 0
+    now = now or timezone.now()
+    period, span = class_period(compute_class), timedelta(hours=DEMO_LISTING_HOURS)
+    made = 0
+    for provider_name, asset_name, model, devices, price in DEMO_LISTINGS:
+        asset = ComputeAsset.objects.filter(provider__name=provider_name, name=asset_name).first()
+        device_type = DeviceType.objects.filter(model=model).first()
+        if asset is None or device_type is None:
+            continue
+        covered = (
+            Listing.objects.filter(asset=asset, device_type=device_type, compute_class=compute_class,
+                                   status=Listing.Status.ACTIVE)
+            .order_by("-window_end").values_list("window_end", flat=True).first()
+        )
+        if covered is not None and covered >= now + span / 2:
+            continue
+        start = period_containing(now, period)
+        if covered is not None:
+            start = max(start, covered)
+        try:
+            listing_create(asset=asset, device_type=device_type, compute_class=compute_class, device_count=devices,
+                           window_start=start, window_end=period_containing(now + span, period), reserve_price=price,
+                           now=now)
+            made += 1
+        except AppError as exc:
+            log.warning("demo listing of %s in %s refused: %s %s", model, asset_name, exc.code, exc.detail)
+    return made

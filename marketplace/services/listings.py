@@ -19,7 +19,7 @@ from marketplace.models import (
     ListingPeriod,
     ProvenanceEvent,
 )
-from marketplace.periods import is_boundary, period_containing, period_starts
+from marketplace.periods import class_period, is_boundary, period_containing, period_label, period_starts
 from marketplace.selectors import attestation_check, attestation_latest_valid, peak_devices_listed, qualification_gaps
 from marketplace.services.common import PRICE_PLACES, UNPROCESSABLE, checked_decimal, lock_asset
 from marketplace.services.provenance import provenance_append
@@ -27,25 +27,27 @@ from marketplace.services.provenance import provenance_append
 MAX_LISTING_DAYS = 366
 
 
-def _period_scu_h(*, device_count: int, period_hours: int, factor: Decimal) -> int:
-    return int((Decimal(device_count) * period_hours * factor).to_integral_value(rounding=ROUND_FLOOR))
+def _period_scu_h(*, device_count: int, period: timedelta, factor: Decimal) -> int:
+    seconds = int(period.total_seconds())
+    return int((Decimal(device_count * seconds) * factor / 3600).to_integral_value(rounding=ROUND_FLOOR))
 
 
 def _check_window(*, compute_class: ComputeClass, window_start: datetime, window_end: datetime, now: datetime) -> None:
-    hours = compute_class.period_hours
-    boundary = "00:00 China time" if hours == 24 else f"a multiple of {hours} h from 00:00 China time"
+    period = class_period(compute_class)
+    label = period_label(period)
+    boundary = "00:00 China time" if period == timedelta(days=1) else f"a multiple of {label} from 00:00 China time"
     fields = {}
-    if not is_boundary(window_start, hours):
+    if not is_boundary(window_start, period):
         fields["window_start"] = f"Must be {boundary}."
-    if not is_boundary(window_end, hours):
+    if not is_boundary(window_end, period):
         fields["window_end"] = f"Must be {boundary}."
     if fields:
         raise AppError("window_misaligned",
-                       f"{compute_class.code} is traded in periods of {hours} h; a window starts and ends at {boundary}.",
+                       f"{compute_class.code} is traded in periods of {label}; a window starts and ends at {boundary}.",
                        fields=fields)
     if window_end <= window_start:
         raise AppError("invalid", "The window ends after it starts.", fields={"window_end": "After window_start."})
-    if window_start < period_containing(now, hours):
+    if window_start < period_containing(now, period):
         raise AppError("window_in_past", "Capacity can be listed from the current delivery period on.",
                        fields={"window_start": "Not in the past."})
     if window_end > now + timedelta(days=MAX_LISTING_DAYS):
@@ -101,10 +103,11 @@ def listing_create(
             fields={"device_type": "No valid attestation."}, status_code=UNPROCESSABLE,
         )
     factor = attestation.sustained(compute_class.reference_precision)
-    scu_h = _period_scu_h(device_count=device_count, period_hours=compute_class.period_hours, factor=factor)
+    period = class_period(compute_class)
+    scu_h = _period_scu_h(device_count=device_count, period=period, factor=factor)
     if scu_h < 1:
         raise AppError("quantity_too_small",
-                       f"{device_count} × {compute_class.period_hours} h × {factor} is less than 1 SCU·h per period.",
+                       f"{device_count} × {period_label(period)} × {factor} is less than 1 SCU·h per period.",
                        fields={"device_count": "Too few devices for one SCU·h."}, status_code=UNPROCESSABLE)
     asset = lock_asset(asset)
     if not InventoryItem.objects.filter(asset=asset, device_type=device_type, count__gt=0).exists():
@@ -116,7 +119,7 @@ def listing_create(
         asset=asset, device_type=device_type, compute_class=compute_class, attestation=attestation, factor=factor,
         device_count=device_count, window_start=window_start, window_end=window_end, reserve_price=price,
     )
-    starts = period_starts(window_start, window_end, compute_class.period_hours)
+    starts = period_starts(window_start, window_end, period)
     ListingPeriod.objects.bulk_create(
         ListingPeriod(listing=listing, period_start=start, scu_h=scu_h, compute_class=compute_class,
                       hub_id=asset.hub_id, provider_id=asset.provider_id)
@@ -182,7 +185,7 @@ def listing_change(
             _check_inventory(asset=listing.asset, device_type=listing.device_type, device_count=device_count,
                              window_start=max(listing.window_start, future[0].period_start), window_end=listing.window_end,
                              exclude_listing_id=listing.id)
-        new_scu_h = _period_scu_h(device_count=device_count, period_hours=listing.compute_class.period_hours,
+        new_scu_h = _period_scu_h(device_count=device_count, period=class_period(listing.compute_class),
                                   factor=listing.factor)
         floors = listing_period_floor(periods=future)
         committed = max(floors.values())

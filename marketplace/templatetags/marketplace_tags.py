@@ -21,6 +21,15 @@ def is_provider(context) -> bool:
 
 
 @register.filter
+def period_minutes(compute_class) -> int | None:
+    """The delivery period in minutes when it is shorter than an hour (the demo class in demo mode)."""
+    from marketplace.periods import class_period
+
+    minutes = int(class_period(compute_class).total_seconds()) // 60
+    return minutes if minutes < 60 else None
+
+
+@register.filter
 def percent_bp(share_bp: int) -> str:
     """6000 basis points → "60.00 %"."""
     return f"{Decimal(share_bp) / 100:.2f} %"

@@ -18,6 +18,7 @@ from django.core.management.base import BaseCommand
 
 from accounts import demo as accounts_demo
 from exchange import embedded
+from marketplace.periods import DEMO_CLASS_CODE
 
 PIDFILE = embedded.DATA_DIR / "run.pid"
 # Children whose exit need not end the exchange: the demo simulator only places orders
@@ -139,6 +140,8 @@ class Command(BaseCommand):
     def _banner(self, url: str) -> None:
         lines = [f"The exchange is up at {url}  (Ctrl-C or `make stop` stops it)"]
         if settings.DEMO_MODE:
+            lines.append(f"Demo class {DEMO_CLASS_CODE} trades {settings.DEMO_PERIOD_MINUTES}-minute delivery windows: "
+                         f"its trades settle within about ten minutes ({url}markets/?class={DEMO_CLASS_CODE}).")
             lines.append(f"Demo logins, password {accounts_demo.DEMO_PASSWORD}:")
             for name, _kind, _city, _owner, people in accounts_demo.ORGANISATIONS:
                 lines += [f"  {email:<30} {role:<15} {name}" for email, role in people]

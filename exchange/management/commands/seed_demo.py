@@ -1,9 +1,11 @@
+from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from accounts import demo as accounts_demo
 from exchange import demo as exchange_demo
 from marketplace import demo as marketplace_demo
+from marketplace.periods import DEMO_CLASS_CODE
 
 
 class Command(BaseCommand):
@@ -19,6 +21,10 @@ class Command(BaseCommand):
             f"Marketplace: {market['device_types']} attested device types, {market['assets']} co-owned assets, "
             f"{market['listings_created']} new listings over the next {marketplace_demo.HORIZON_DAYS} days."
         )
+        if settings.DEMO_MODE:
+            self.stdout.write(
+                f"Demo class {DEMO_CLASS_CODE}: {settings.DEMO_PERIOD_MINUTES}-minute delivery windows in "
+                f"{len(marketplace_demo.DEMO_LISTINGS)} co-owned assets; the simulator delivers, meters and settles them.")
         self.stdout.write(f"Demo logins (password {accounts_demo.DEMO_PASSWORD}):")
         for name, _kind, _city, _owner, people in accounts_demo.ORGANISATIONS:
             for email, role in people:
