@@ -151,3 +151,30 @@ def test_a_csv_with_a_wrong_header_is_refused_whole(market, seller, holder):
         metering_import(actor=actor_from_user(seller.user), text=f"device_hours,allocation_id\n1,{allocation.id}\n")
     assert err.value.code == "invalid" and "file" in err.value.fields
     assert not MeterReport.objects.exists()
+
+
+def test_a_large_csv_costs_a_few_statements_not_a_few_per_row(market, seller, holder, django_assert_max_num_queries):
+    allocations = [allocation_of(market.trade(seller, holder, 10, "20.00")) for _ in range(5)]
+    market.end_window()
+    # 500 rows over five allocations, 0.01 device-hours each: 1 device-hour per allocation.
+    text = "allocation_id,device_hours\n" + "".join(f"{allocations[n % 5].id},0.01\n" for n in range(500))
+    with django_assert_max_num_queries(15):
+        results = metering_import(actor=actor_from_user(seller.user), text=text)
+    assert all(r["ok"] for r in results) and len(results) == 500
+    assert {a.id: total for a, total in zip(allocations, [Decimal("1.00")] * 5)} == {
+        a.id: sum(MeterReport.objects.filter(allocation=a).values_list("device_hours", flat=True)) for a in allocations}
+
+
+def test_a_file_that_is_not_csv_is_refused_whole(market, seller):
+    with pytest.raises(AppError) as refusal:
+        metering_import(actor=actor_from_user(seller.user), text="allocation_id,device_hours\n1,2\r3\n")
+    assert refusal.value.code == "invalid" and MeterReport.objects.count() == 0
+
+
+def test_a_row_with_a_nul_character_is_refused_on_its_own(market, seller, holder):
+    allocation = allocation_of(market.trade(seller, holder, 10, "20.00"))
+    market.end_window()
+    results = metering_import(actor=actor_from_user(seller.user),
+                              text=f"allocation_id,device_hours,note\n{allocation.id},1,bad\x00note\n{allocation.id},2,ok\n")
+    assert [(r["ok"], r.get("code")) for r in results] == [(False, "invalid"), (True, None)]
+    assert MeterReport.objects.get().device_hours == 2
