@@ -13,10 +13,11 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.access import Actor, check_actor, check_supervisor
-from exchange.errors import AppError, Forbidden, NotFound
+from exchange.errors import AppError, NotFound
 from exchange.events import private_events_send
 from exchange.models import Allocation
 from settlement import secrets
+from settlement.access import check_holder, check_provider
 from settlement.models import Delivery, Dispute, MeterReport
 from settlement.selectors import (
     allocation_get, allocation_provider_id, allocation_window, metered_device_hours, scu_h_of,
@@ -69,26 +70,13 @@ def _check_unsettled(allocation: Allocation) -> None:
         raise AppError("allocation_settled", f"Allocation {allocation.pk} is already settled.", status_code=409)
 
 
-def _check_provider(actor: Actor, allocation: Allocation) -> None:
-    check_actor(actor, scope="provide", acting=True)
-    if allocation_provider_id(allocation) != actor.membership.organisation_id:
-        raise Forbidden(f"Allocation {allocation.pk} is delivered by its asset's provider, not by "
-                        f"{actor.organisation.name}.", code="not_the_provider")
-
-
-def _check_holder(actor: Actor, allocation: Allocation) -> None:
-    check_actor(actor, scope="trade", acting=True)
-    if allocation.holder_id != actor.membership.organisation_id:
-        raise Forbidden(f"Only the organisation holding allocation {allocation.pk} may do this.", code="not_the_holder")
-
-
 # --- delivery --------------------------------------------------------------------------------
 
 @transaction.atomic
 def delivery_start(*, actor: Actor, allocation_id: int, endpoint: str, credentials: str = "") -> Delivery:
     """The provider starts delivery and gives the holder its access details (again, to change them)."""
     allocation = allocation_get(actor=actor, allocation_id=allocation_id, for_update=True)
-    _check_provider(actor, allocation)
+    check_provider(actor, allocation)
     _check_unsettled(allocation)
     endpoint = (endpoint or "").strip()
     if not endpoint or len(endpoint) > 300:
@@ -123,7 +111,7 @@ def delivery_start(*, actor: Actor, allocation_id: int, endpoint: str, credentia
 def delivery_answer(*, actor: Actor, allocation_id: int, working: bool, note: str = "") -> Delivery:
     """The holder confirms access works, or reports it missing (also before delivery started)."""
     allocation = allocation_get(actor=actor, allocation_id=allocation_id, for_update=True)
-    _check_holder(actor, allocation)
+    check_holder(actor, allocation)
     _check_unsettled(allocation)
     if len(note or "") > 500:
         raise AppError("invalid", "A note is at most 500 characters.", fields={"note": "Too long."})
@@ -176,7 +164,7 @@ def metering_report(*, actor: Actor, allocation_id: int, device_hours, source: s
     if len(note or "") > 200:
         raise AppError("invalid", "A note is at most 200 characters.", fields={"note": "Too long."})
     allocation = allocation_get(actor=actor, allocation_id=allocation_id, for_update=True)
-    _check_provider(actor, allocation)
+    check_provider(actor, allocation)
     _check_unsettled(allocation)
     _meter_checks(allocation, amount, now=now or timezone.now())
     report = MeterReport.objects.create(allocation=allocation, device_hours=amount, source=source, note=note or "",
@@ -193,7 +181,7 @@ def metering_report(*, actor: Actor, allocation_id: int, device_hours, source: s
 @transaction.atomic
 def dispute_open(*, actor: Actor, allocation_id: int, reason: str, report_id: int | None = None) -> Dispute:
     allocation = allocation_get(actor=actor, allocation_id=allocation_id, for_update=True)
-    _check_holder(actor, allocation)
+    check_holder(actor, allocation)
     _check_unsettled(allocation)
     reason = (reason or "").strip()
     if not reason or len(reason) > 1000:
@@ -338,7 +326,7 @@ def _metering_rows(actor: Actor, parsed: list, *, source: str, now, total: int, 
             allocation = allocations.get(allocation_id)
             if allocation is None:
                 raise NotFound(f"No allocation {allocation_id} of yours.", code="allocation_not_found")
-            _check_provider(actor, allocation)
+            check_provider(actor, allocation)
             _check_unsettled(allocation)
             _meter_checks(allocation, amount, now=now, metered=metered.get(allocation_id, Decimal(0)))
             metered[allocation_id] = metered.get(allocation_id, Decimal(0)) + amount
