@@ -21,8 +21,20 @@ from exchange.models import IdempotencyRecord
 HEADER = "Idempotency-Key"
 
 
+def _value(value) -> str:
+    """An uploaded file counts by its content, not its name: another file under the same
+    name is another request."""
+    if hasattr(value, "chunks"):
+        digest = hashlib.sha256()
+        for chunk in value.chunks():
+            digest.update(chunk)
+        value.seek(0)
+        return f"file:{digest.hexdigest()}"
+    return str(value)
+
+
 def _request_hash(request) -> str:
-    body = json.dumps(request.data, sort_keys=True, default=str, separators=(",", ":"))
+    body = json.dumps(request.data, sort_keys=True, default=_value, separators=(",", ":"))
     return hashlib.sha256(f"{request.path}\n{body}".encode()).hexdigest()
 
 
