@@ -215,6 +215,9 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "exchange.openapi.document_errors"],
+    # Two lists of roles share the field name "roles": each gets a name of its own.
+    "ENUM_NAME_OVERRIDES": {"AllocationRoleEnum": ["holder", "seller", "provider"],
+                            "SettlementRoleEnum": ["holder", "seller", "owner"]},
 }
 
 CACHES = {

@@ -12,6 +12,7 @@ api_v1 = [
     path("tokens/<int:token_id>/", accounts_api.TokenDetailApi.as_view(), name="token-detail"),
     path("", include("exchange.api_urls")),
     path("", include("marketplace.api_urls")),
+    path("settlement/", include("settlement.api_urls")),
 ]
 
 urlpatterns = [
