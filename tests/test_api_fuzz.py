@@ -18,6 +18,7 @@ from exchange import ledger, services
 from tests import fuzz, processes
 from tests.exchange.conftest import list_capacity, make_instrument
 from tests.factories import MembershipFactory
+from tests.settlement.parties import allocation_make, dispute_make
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -49,8 +50,11 @@ def market():
     order, _ = services.order_place(actor=actor_from_token(buyer_token), data={
         "instrument": instrument.code, "side": "buy", "price": "19.00", "qty": 10, "client_order_id": "fuzz-resting"})
     listing = period.listing
+    # Settlement: the buyer holds an allocation of the provider's capacity (another day) and disputes it.
+    allocation = allocation_make(provider=provider, buyer=buyer)
     known = {"code": instrument.code, "id": listing.id, "pk": listing.id, "token_id": spare.id,
-             "order_id": order.id}
+             "order_id": order.id, "allocation_id": allocation.id,
+             "dispute_id": dispute_make(allocation, by=buyer).id}
     actors = {"anonymous": {}, "buyer": {"Authorization": f"Token {buyer_token}"},
               "provider": {"Authorization": f"Token {provider_token}"}}
     return actors, known

@@ -29,6 +29,7 @@ from accounts.services import token_create
 from exchange import ledger, services
 from tests.exchange.conftest import list_capacity, make_instrument
 from tests.factories import MembershipFactory
+from tests.settlement.parties import allocation_make, dispute_make
 
 pytestmark = pytest.mark.django_db
 
@@ -105,6 +106,21 @@ TABLE: dict[str, dict[str, int]] = {
     # it may not mint a trading token (403; issue 16, item 5); trade is beyond the regulator's and the
     # viewer's roles, which makes it invalid input (400).
     "POST /api/v1/tokens/": _row(401, 201, 201, 403, 400, 400, 201),
+    # ---- settlement: the buyer holds the allocation the provider delivers. Provider actions need
+    # `provide`, the holder's `trade`, a decision `supervise` (which the matrix's read-only regulator
+    # token lacks); a caller with the scope who is not a party gets 404, a party in the wrong role 403.
+    "GET /api/v1/settlement/allocations/": _row(401, 200, 200, 200, 200, 200, 200),
+    "GET /api/v1/settlement/allocations/{allocation_id}/": _row(401, 200, 200, 404, 404, 404, 404),
+    "POST /api/v1/settlement/allocations/{allocation_id}/delivery/": _row(401, 403, 400, 404, 403, 403, 403),
+    "POST /api/v1/settlement/allocations/{allocation_id}/delivery/answer/": _row(401, 400, 403, 403, 403, 403, 404),
+    "POST /api/v1/settlement/allocations/{allocation_id}/disputes/": _row(401, 400, 403, 403, 403, 403, 404),
+    "POST /api/v1/settlement/allocations/{allocation_id}/metering/": _row(401, 403, 400, 404, 403, 403, 403),
+    # Rows name their allocations: a caller with `provide` may send a file, each row is checked.
+    "POST /api/v1/settlement/metering/csv/": _row(401, 403, 400, 400, 403, 403, 403),
+    "GET /api/v1/settlement/disputes/": _row(401, 200, 200, 200, 200, 200, 200),
+    "POST /api/v1/settlement/disputes/{dispute_id}/resolve/": _row(401, 403, 403, 403, 403, 403, 403),
+    "GET /api/v1/settlement/settlements/": _row(401, 200, 200, 200, 200, 200, 200),
+    "GET /api/v1/settlement/sla-schedule/": everyone(200),
     # ---- pages (with the caller's session)
     "GET /": everyone(200),
     "GET /accounts/sign-in/": _row(200, 302, 302, 302, 302, 302, 302),
@@ -142,8 +158,8 @@ TABLE: dict[str, dict[str, int]] = {
     # Each member reads its own organisation's statement (a regulator reads others' with ?organisation=).
     "GET /settlement/statements/": _row(302, 200, 200, 200, 200, 200, 200),
     "GET /settlement/statements.csv": _row(302, 200, 200, 200, 200, 200, 200),
-    # Settlement pages. The world holds no allocation, so whoever passes the access checks on an
-    # allocation's form finds none (404), unless the empty body is refused first (metering, 400);
+    # Settlement pages. Their rows name an allocation that does not exist, so whoever passes the access
+    # checks on an allocation's form finds none (404), unless the empty body is refused first (metering, 400);
     # tests/settlement/test_pages.py covers real allocations.
     "GET /settlement/deliveries/": _row(302, 403, 200, 403, 403, 403, 403),
     "GET /settlement/deliveries/<int:allocation_id>/start/": _row(302, 405, 405, 405, 405, 405, 405),
@@ -224,13 +240,17 @@ def world(catalogue, device_type, attestor_key):
     order, _ = services.order_place(actor=actor_from_token(tokens["buyer"]), data={
         "instrument": instrument.code, "side": "buy", "price": "19.00", "qty": 10, "client_order_id": "matrix"})
     spare_token = token_create(membership=members["buyer"], name="spare", scopes=["read"])[0]
+    # The buyer buys 5 SCU·h of the provider's capacity on another day (the listing and the order
+    # other rows name stay as they are), and disputes it.
+    allocation = allocation_make(provider=members["provider"], buyer=members["buyer"])
+    dispute = dispute_make(allocation, by=members["buyer"])
     listing = period.listing
     asset = listing.asset
     ids = {
         "instrument": instrument.code, "hub": "NX", "class": "AI80", "cluster": "NX-ZW",
         "asset": asset.id, "listing": listing.id, "device_type": device_type.id,
         "attestation": Attestation.objects.filter(device_type=device_type).first().id,
-        "order": order.id, "token": spare_token.id,
+        "order": order.id, "token": spare_token.id, "allocation": allocation.id, "dispute": dispute.id,
     }
     return members, tokens, ids
 
@@ -252,8 +272,10 @@ def fill(route: str, ids: dict) -> str:
             return str(ids["order"])
         if name == "token_id":
             return str(ids["token"])
-        if name == "allocation_id":
-            return "2000000000"  # none exists (see the settlement rows)
+        if name == "allocation_id" and not route.startswith("/api/"):
+            return "2000000000"  # pages: none exists (see the settlement page rows)
+        if name in ("allocation_id", "dispute_id"):
+            return str(ids[name.removesuffix("_id")])
         before = route[: match.start()]
         for prefix, key in by_prefix:
             if before.endswith(prefix):

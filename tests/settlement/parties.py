@@ -96,3 +96,26 @@ def writes() -> dict:
 def post(client: APIClient, path: str, body, *, key: str | None = None, **extra):
     headers = {"HTTP_IDEMPOTENCY_KEY": key} if key else {}
     return client.post(BASE + path, body, format="json", **headers, **extra)
+
+
+def allocation_make(*, provider: Membership, buyer: Membership, days_ahead: int = 3, qty: int = 5) -> Allocation:
+    """``buyer`` (funded) buys ``qty`` SCU·h of ``provider``'s capacity in an instrument of its
+    own, ``days_ahead`` days out, through order entry and the engine; the allocation."""
+    from exchange.engine import EngineRunner
+    from exchange.services import order_place
+    from tests.exchange.conftest import drain, make_instrument
+
+    instrument = make_instrument(days_ahead=days_ahead)
+    list_capacity(organisation=provider.organisation, instrument=instrument, scu_h=qty * 10)
+    for member, side in ((provider, "sell"), (buyer, "buy")):
+        order_place(actor=actor_from_user(member.user),
+                    data={"instrument": instrument.code, "side": side, "price": "20.00", "qty": qty})
+    engine = EngineRunner()
+    engine.load()
+    drain(engine)
+    return Allocation.objects.get(holder=buyer.organisation, trade__instrument=instrument)
+
+
+def dispute_make(allocation: Allocation, *, by: Membership) -> Dispute:
+    """An open dispute straight in the table (the service takes one only within the window)."""
+    return Dispute.objects.create(allocation=allocation, reason="Nothing delivered", opened_by=by.user)
