@@ -60,14 +60,36 @@ def received(channel: str) -> list[dict]:
     return async_to_sync(drain)()
 
 
-def read_everything(parties, ids) -> dict[str, list[str]]:
-    """Every settlement read each party can make, as the text it was answered."""
+PAGES = ["/settlement/deliveries/", "/settlement/capacity/", "/settlement/sla/", "/settlement/statements/",
+         "/settlement/statements.csv"]
+
+
+def text_of(response) -> str:
+    assert response.status_code in (200, 403), response.status_code  # the deliveries desk is for providers
+    if response.streaming:  # the statement's CSV
+        return b"".join(response.streaming_content).decode()
+    return response.content.decode()
+
+
+def signed_in(parties) -> dict[str, Client]:
+    clients = {}
+    for name in ("provider", "holder", "other_provider", "other_buyer", "viewer", "regulator"):
+        clients[name] = Client()
+        clients[name].force_login(parties.members[name].user)
+    return clients
+
+
+def read_everything(parties, ids, browsers) -> dict[str, list[str]]:
+    """Every settlement read each party can make, over the API and as pages, as the text it
+    was answered: the API's detail is the second, the capacity page the ninth."""
     seen: dict[str, list[str]] = {}
     paths = ["allocations/", f"allocations/{ids['a']}/", "disputes/", "disputes/?state=open", "settlements/",
              "sla-schedule/"]
     for name in READERS:
         seen[name] = [parties[name].get(BASE + path).content.decode() for path in paths]
         seen[name].append(parties[name].get("/api/v1/allocations/").content.decode())
+        if name in browsers:
+            seen[name] += [text_of(browsers[name].get(page)) for page in PAGES]
     return seen
 
 
@@ -79,6 +101,7 @@ def test_credentials_reach_only_the_holders_members(parties, caplog, django_capt
     caplog.set_level(logging.DEBUG, logger="django.db.backends")
     connection.force_debug_cursor = True  # every statement and its parameters in the log
     answers: list[tuple[str, str]] = []
+    browsers = signed_in(parties)
     try:
         with django_capture_on_commit_callbacks(execute=True):
             started = post(parties["provider"], f"allocations/{ids['a']}/delivery/",
@@ -96,28 +119,31 @@ def test_credentials_reach_only_the_holders_members(parties, caplog, django_capt
                 ("provider", f"allocations/{ids['a']}/metering/", {"device_hours": "90"}),
                 ("holder", f"allocations/{ids['a']}/disputes/", {"reason": "Only 80 device-hours"}),
             ]
-            reads = [read_everything(parties, ids)]
+            reads = [read_everything(parties, ids, browsers)]
             for actor, path, body in steps:
                 response = post(parties[actor], path, body)
                 assert response.status_code in (200, 201), response.json()
                 answers.append((actor, response.content.decode()))
-                reads.append(read_everything(parties, ids))
+                reads.append(read_everything(parties, ids, browsers))
             dispute_id = json.loads(answers[-1][1])["id"]
             resolved = post(parties["regulator"], f"disputes/{dispute_id}/resolve/",
                             {"outcome": "adjust", "note": "80 it is", "delivered_device_hours": "80"})
             answers.append(("regulator", resolved.content.decode()))
             parties.market.end_window()
             assert parties.market.settle() == 2
-            reads.append(read_everything(parties, ids))
+            reads.append(read_everything(parties, ids, browsers))
     finally:
         connection.force_debug_cursor = False
 
-    # The API: the holder's members read it in the allocation's detail, and nowhere else.
+    # The API and the pages: the holder's members read it in the allocation's detail and on their
+    # capacity page, and nowhere else.
     for seen in reads:
         for name, texts in seen.items():
             for n, text in enumerate(texts):
-                shown = SECRET in text
-                assert shown == (name in HOLDERS and n == 1), (name, n, text[:300])
+                if name not in HOLDERS or n not in (1, 8):
+                    assert SECRET not in text, (name, n, text[:300])
+    after_start = reads[1]
+    assert all(SECRET in after_start[name][1] for name in HOLDERS) and SECRET in after_start["holder"][8]
     holder_detail = parties["holder"].get(BASE + f"allocations/{ids['a']}/").json()
     assert holder_detail["credentials"] == SECRET
     for name in READERS:
