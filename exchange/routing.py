@@ -4,6 +4,7 @@ from django.conf import settings
 from django.urls import path
 
 from exchange import consumers
+from supervision.consumers import ConsoleConsumer
 
 
 class BrowserOriginValidator(OriginValidator):
@@ -35,4 +36,6 @@ websocket_urlpatterns = [
     # Public data: no session or user to load per connection, and the socket's own `send`
     # reaches the consumer unwrapped, so the fan-out can write frames to it.
     path("ws/market/", consumers.MarketDataConsumer.as_asgi()),
+    # The supervision console's live stream (regulators only).
+    path("ws/supervision/", AuthMiddlewareStack(ConsoleConsumer.as_asgi())),
 ]

@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "marketplace",
     "exchange",
     "settlement",
+    "supervision",
 ]
 
 MIDDLEWARE = [

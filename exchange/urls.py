@@ -13,6 +13,7 @@ api_v1 = [
     path("", include("exchange.api_urls")),
     path("", include("marketplace.api_urls")),
     path("settlement/", include("settlement.api_urls")),
+    path("supervision/", include("supervision.api_urls")),
 ]
 
 urlpatterns = [
@@ -26,6 +27,7 @@ urlpatterns = [
     path("capacity/", include("marketplace.urls")),
     path("settlement/", include("settlement.statement_urls")),
     path("settlement/", include("settlement.urls")),
+    path("supervision/", include("supervision.urls")),
     path("api/v1/", include((api_v1, "api"), namespace="api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

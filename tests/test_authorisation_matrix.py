@@ -176,6 +176,8 @@ TABLE: dict[str, dict[str, int]] = {
     "GET /settlement/capacity/<int:allocation_id>/dispute/": _row(302, 405, 405, 405, 405, 405, 405),
     "POST /settlement/capacity/<int:allocation_id>/dispute/": _row(302, 404, 404, 404, 404, 404, 404),
     "GET /settlement/sla/": everyone(200),
+    # The supervision console: regulators only.
+    "GET /supervision/": _row(302, 403, 403, 403, 200, 403, 403),
 }
 
 

@@ -1,0 +1,3 @@
+"""``/api/v1/supervision/``: everything the console does, for programs."""
+
+urlpatterns: list = []

@@ -1,0 +1,8 @@
+from django.urls import path
+
+from supervision import views
+
+app_name = "supervision"
+urlpatterns = [
+    path("", views.console_home, name="home"),
+]

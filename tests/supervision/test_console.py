@@ -1,0 +1,58 @@
+"""The console's front door and live stream: regulators in, everyone else out."""
+
+import pytest
+import pytest_asyncio
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.db import connections
+
+from exchange.asgi import application
+from supervision.events import CONSOLE_GROUP
+from tests.conftest import token_client
+from tests.factories import MembershipFactory
+
+
+@pytest.fixture
+def operator():
+    return MembershipFactory(organisation__kind="operator", role="viewer")
+
+
+@pytest.mark.django_db
+def test_only_regulators_open_the_console(client, regulator, buyer, provider, operator, admin_user):
+    assert client.get("/supervision/").status_code == 302  # sign in first
+    for member in (buyer, provider, operator):
+        client.force_login(member.user)
+        response = client.get("/supervision/")
+        assert response.status_code == 403 and b"for the regulator" in response.content
+    client.force_login(admin_user)  # a superuser without a regulator membership is not a regulator
+    assert client.get("/supervision/").status_code == 403
+    client.force_login(regulator.user)
+    response = client.get("/supervision/")
+    assert response.status_code == 200 and b"Supervision console" in response.content
+
+
+@pytest_asyncio.fixture
+async def _close_connections():
+    yield
+    await sync_to_async(connections.close_all)()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_the_console_stream_relays_to_regulators_and_refuses_others(regulator, buyer, _close_connections):
+    from channels.layers import get_channel_layer
+
+    origin = [(b"origin", b"http://127.0.0.1")]
+    refused = WebsocketCommunicator(application, f"/ws/supervision/?token={(await sync_to_async(token_client)(buyer)).raw_token}",
+                                    headers=origin)
+    await refused.connect()
+    assert (await refused.receive_json_from(timeout=3))["code"] == "not_regulator"
+    assert (await refused.receive_output(timeout=3))["type"] == "websocket.close"
+
+    token = (await sync_to_async(token_client)(regulator, scopes=("read",))).raw_token
+    ws = WebsocketCommunicator(application, f"/ws/supervision/?token={token}", headers=origin)
+    connected, _ = await ws.connect()
+    assert connected and (await ws.receive_json_from(timeout=3))["type"] == "hello"
+    await get_channel_layer().group_send(CONSOLE_GROUP, {"type": "relay", "events": [{"type": "alert", "id": 1}]})
+    assert await ws.receive_json_from(timeout=3) == {"type": "alert", "id": 1}
+    await ws.disconnect()
