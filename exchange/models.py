@@ -217,6 +217,10 @@ class Order(models.Model):
     tif = models.CharField(max_length=3, choices=Tif.choices)
     post_only = models.BooleanField(default=False)
     price_fen = models.BigIntegerField(null=True)
+    # The limit as entered: price_fen follows amendments, and the audit trail and the replay
+    # of an instrument's commands need the price each order came in with. Empty for market
+    # orders (and for orders entered before it was kept).
+    entry_price_fen = models.BigIntegerField(null=True, blank=True)
     qty = models.BigIntegerField()
     remaining = models.BigIntegerField()
     filled = models.BigIntegerField(default=0)
@@ -275,6 +279,16 @@ class InboxCommand(models.Model):
     class Meta:
         indexes = [
             models.Index(fields=["seq"], condition=models.Q(processed_at__isnull=True), name="inbox_pending_idx"),
+            # An instrument's commands, for the audit trail and its replay. Only processed rows:
+            # a row gets its entry when the engine marks it (that UPDATE writes every index
+            # anyway), not also when it is inserted; pending ones are few and inbox_pending_idx
+            # finds them.
+            models.Index(fields=["instrument", "seq"], condition=models.Q(processed_at__isnull=False),
+                         name="inbox_instrument_idx"),
+            # Amendments, cancels and the instruments' own commands, newest first and by order
+            # (the audit trail). Order entry's NEW rows, most of the inbox, are in neither.
+            models.Index(fields=["seq"], condition=~models.Q(action="new"), name="inbox_change_idx"),
+            models.Index(fields=["order", "seq"], condition=~models.Q(action="new"), name="inbox_change_order_idx"),
         ]
 
 
@@ -291,8 +305,11 @@ class Trade(models.Model):
     buy_order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="+", db_constraint=False, db_index=False)
     sell_order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="+", db_constraint=False,
                                    db_index=False)
-    buyer = models.ForeignKey("accounts.Organisation", on_delete=models.PROTECT, related_name="+", db_constraint=False)
-    seller = models.ForeignKey("accounts.Organisation", on_delete=models.PROTECT, related_name="+", db_constraint=False)
+    # Indexed with the id below (an organisation's trades newest first: fills, the audit trail).
+    buyer = models.ForeignKey("accounts.Organisation", on_delete=models.PROTECT, related_name="+", db_constraint=False,
+                              db_index=False)
+    seller = models.ForeignKey("accounts.Organisation", on_delete=models.PROTECT, related_name="+", db_constraint=False,
+                               db_index=False)
     aggressor = models.CharField(max_length=7, choices=[("buy", "Buy"), ("sell", "Sell"), ("auction", "Auction")])
     buyer_fee_fen = models.BigIntegerField()
     seller_fee_fen = models.BigIntegerField()
@@ -300,7 +317,8 @@ class Trade(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["inbox_seq", "match_index"], name="trade_once")]
-        indexes = [models.Index(fields=["instrument", "-id"])]
+        indexes = [models.Index(fields=["instrument", "-id"]), models.Index(fields=["buyer", "id"], name="trade_buyer_idx"),
+                   models.Index(fields=["seller", "id"], name="trade_seller_idx")]
 
 
 class CapacityPosition(models.Model):

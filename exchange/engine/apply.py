@@ -83,7 +83,7 @@ class Apply:
     def _commands(self, instrument: Instrument, book, batch: list[PendingCommand], writes: BatchWrites):
         """Inbox rows → COMMAND_DTYPE rows; ``sources[i]`` is the inbox row of command i."""
         rows, sources = [], []
-        now = micros(timezone.now())
+        now = self._command_time_us()
         tick = instrument.tick_fen
         live = self.live
         updates = writes.order_updates
@@ -132,6 +132,11 @@ class Apply:
                 raise ValueError(f"unknown inbox action {command.action}")
             sources.append(command)
         return np.array(rows, dtype=COMMAND_DTYPE) if rows else np.zeros(0, dtype=COMMAND_DTYPE), sources
+
+    def _command_time_us(self) -> int:
+        """The time the book is told each command of the batch arrives (it expires GTD orders
+        by it): now. The supervision replay gives the time the batch was processed instead."""
+        return micros(timezone.now())
 
     def _fee_rates(self, commands) -> dict:
         default = FeeTier.objects.filter(is_default=True).values_list("maker_bps", "taker_bps").first() or (0, 0)

@@ -397,10 +397,10 @@ BEGIN
             END IF;
             INSERT INTO exchange_order (
                 id, instrument_id, organisation_id, owner_id, user_id, client_order_id, side, type, tif,
-                post_only, price_fen, qty, remaining, filled, expires_at, protect_ticks, held_fen,
+                post_only, price_fen, entry_price_fen, qty, remaining, filled, expires_at, protect_ticks, held_fen,
                 hold_per_lot_fen, status, reason, priority_seq, created_at, updated_at)
-            SELECT u.id, u.ins, u.org, u.owner, u.usr, u.cid, u.side, u.type, u.tif, u.post_only, u.price, u.qty,
-                   u.qty, 0, u.expires, u.protect, u.hold, u.per_lot, 'accepted', '', 0, v_now, v_now
+            SELECT u.id, u.ins, u.org, u.owner, u.usr, u.cid, u.side, u.type, u.tif, u.post_only, u.price, u.price,
+                   u.qty, u.qty, 0, u.expires, u.protect, u.hold, u.per_lot, 'accepted', '', 0, v_now, v_now
             FROM unnest(v_id, v_code, p_instrument, p_org, v_owner, p_user, p_client_id, p_side, p_type, p_tif,
                         p_post_only, p_price, p_qty, p_expires, p_protect, v_hold, v_per_lot)
                 AS u(id, code, ins, org, owner, usr, cid, side, type, tif, post_only, price, qty, expires, protect,
