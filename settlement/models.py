@@ -38,6 +38,9 @@ class Delivery(models.Model):
 
     class Meta:
         verbose_name_plural = "deliveries"
+        # The audit trail reads deliveries by when they started and were answered, newest first.
+        indexes = [models.Index(fields=["started_at", "allocation"], name="delivery_started_idx"),
+                   models.Index(fields=["answered_at", "allocation"], name="delivery_answered_idx")]
 
     def __repr__(self) -> str:  # never the credentials, in a log or a traceback
         return f"<Delivery allocation={self.allocation_id} state={self.state}>"
@@ -63,6 +66,7 @@ class MeterReport(models.Model):
     class Meta:
         ordering = ["allocation_id", "id"]
         constraints = [models.CheckConstraint(condition=Q(device_hours__gt=0), name="meter_report_positive")]
+        indexes = [models.Index(fields=["created_at", "id"], name="meter_report_time_idx")]  # the audit trail
 
 
 class Dispute(models.Model):
@@ -88,6 +92,8 @@ class Dispute(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        indexes = [models.Index(fields=["opened_at", "id"], name="dispute_opened_idx"),  # the audit trail
+                   models.Index(fields=["resolved_at", "id"], name="dispute_resolved_idx")]
         constraints = [
             models.UniqueConstraint(fields=["allocation"], condition=Q(state="open"), name="dispute_one_open"),
             models.CheckConstraint(condition=Q(delivered_device_hours__isnull=True) | Q(delivered_device_hours__gte=0),
@@ -145,7 +151,8 @@ class Settlement(models.Model):
 
     class Meta:
         ordering = ["-settled_at", "-allocation_id"]
-        indexes = [models.Index(fields=["seller", "settled_at"]), models.Index(fields=["holder", "settled_at"])]
+        indexes = [models.Index(fields=["seller", "settled_at"]), models.Index(fields=["holder", "settled_at"]),
+                   models.Index(fields=["settled_at", "allocation"], name="settlement_time_idx")]  # the audit trail
         constraints = [
             models.CheckConstraint(condition=Q(delivered_scu_h__gte=0, refunded_scu_h__gte=0),
                                    name="settlement_nonnegative"),
