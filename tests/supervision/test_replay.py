@@ -1,0 +1,74 @@
+"""Replay: an instrument's day, traded through the real engine, reruns through a fresh book
+to the same fills; a stored trade changed afterwards is named as the first difference."""
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+
+from exchange.models import Trade
+from supervision.replay import Replay, replay_instrument
+from tests.supervision.trading import trade_a_day
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def day():
+    return trade_a_day()
+
+
+def _corrupt(trade: Trade, **values) -> None:
+    sets = ", ".join(f"{name} = %s" for name in values)
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE exchange_trade SET {sets} WHERE id = %s", [*values.values(), trade.id])
+
+
+def test_the_day_replays_to_the_same_fills(day):
+    trades = list(Trade.objects.filter(instrument=day.instrument).order_by("id"))
+    assert len(trades) >= 8 and {"auction", "buy"} <= {t.aggressor for t in trades}
+    report = replay_instrument(instrument=day.instrument)
+    assert report.exact, (report.first_difference, report.error)
+    assert report.trades == len(trades) and report.started_as == "pre_open"
+    assert report.commands > 20
+
+
+def test_a_changed_price_is_the_first_difference(day):
+    trades = list(Trade.objects.filter(instrument=day.instrument).order_by("id"))
+    target = trades[len(trades) // 2]
+    _corrupt(target, price_fen=target.price_fen + 7)
+    report = replay_instrument(instrument=day.instrument)
+    difference = report.first_difference
+    assert not report.exact and difference.seq == target.inbox_seq
+    assert difference.fields == ["price_fen"]
+    assert (difference.expected["price_fen"], difference.got["price_fen"]) == (target.price_fen + 7, target.price_fen)
+    assert report.trades == len(trades) // 2  # the trades before it agreed
+
+
+def test_a_changed_quantity_is_named_by_the_command(day, capsys):
+    call_command("replay", day.instrument.code)
+    assert "Fills reproduce exactly" in capsys.readouterr().out
+    target = Trade.objects.filter(instrument=day.instrument).order_by("id").last()
+    _corrupt(target, qty=target.qty + 1)
+    with pytest.raises(CommandError, match=rf"command seq {target.inbox_seq}.*qty: expected {target.qty + 1}, "
+                                           rf"got {target.qty}"):
+        call_command("replay", day.instrument.code)
+
+
+def test_a_stored_trade_no_command_made_is_a_difference(day):
+    first = Trade.objects.filter(instrument=day.instrument).order_by("id").first()
+    _corrupt(first, match_index=first.match_index + 50)
+    difference = replay_instrument(instrument=day.instrument).first_difference
+    assert difference.seq == first.inbox_seq and difference.got is not None
+
+
+def test_progress_is_reported_as_the_replay_goes(day):
+    replay = Replay(day.instrument, chunk=5)
+    steps = list(replay.run())
+    total = steps[-1][1]
+    assert len(steps) > 3 and steps[-1][0] == total and replay.report.exact
+    assert [done for done, _ in steps] == sorted(done for done, _ in steps)
+
+
+def test_an_unknown_instrument_is_refused():
+    with pytest.raises(CommandError, match="No instrument"):
+        call_command("replay", "NOPE.XX.2000-01-01")
