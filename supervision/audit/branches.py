@@ -20,11 +20,19 @@ every branch, under every combination of filters, reads through an index.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 COMMAND_KINDS = ("amend", "cancel", "auction", "uncross", "close", "expire")
 KINDS = ("order", *COMMAND_KINDS, "trade", "supervision", "delivery_started", "delivery_answered", "metering",
          "dispute_opened", "dispute_resolved", "settlement", "payout")
+
+
+
+def _money(sql: str) -> str:
+    """``CNY(expression)`` in a branch's SQL: fen in the store, a decimal string of CNY in the details."""
+    return re.sub(r"CNY\(((?:[^()]|\([^()]*\))*)\)", r"(\1 / 100.0)::numeric(20, 2)::text", sql)
+
 
 # Every branch selects these, in this order.
 COLUMNS = "at, kind, k_at, k_id, org, other, ins, usr, detail"
@@ -105,14 +113,14 @@ class Branch:
 # --------------------------------------------------------------------------- trading tables
 
 
-ORDER_SELECT = """
+ORDER_SELECT = _money("""
     SELECT o.created_at AS at, 'order' AS kind, NULL::timestamptz AS k_at, {key} AS k_id,
            o.organisation_id AS org, NULL::bigint AS other, o.instrument_id AS ins, o.user_id AS usr,
            jsonb_build_object('order', o.id, 'client_order_id', o.client_order_id, 'side', o.side, 'type', o.type,
-               'tif', o.tif, 'post_only', o.post_only, 'price_fen', coalesce(o.entry_price_fen, o.price_fen),
-               'qty', o.qty, 'expires_at', o.expires_at, 'status', o.status, 'filled', o.filled,
-               'remaining', o.remaining, 'reason', o.reason, 'price_now_fen', o.price_fen) AS detail
-"""
+               'tif', o.tif, 'post_only', o.post_only, 'price', CNY(coalesce(o.entry_price_fen, o.price_fen)), 'qty', o.qty,
+               'expires_at', o.expires_at, 'status', o.status, 'filled', o.filled, 'remaining', o.remaining,
+               'reason', o.reason, 'price_now', CNY(o.price_fen)) AS detail
+""")
 
 
 def _inbox_parts(sql: Sql, select: str, scope: Scope, after, limit: int | None) -> str:
@@ -148,13 +156,13 @@ class Orders(Branch):
         return _page(f"{select} WHERE {sql.clause()}", "o.id DESC", limit), sql.params
 
 
-COMMAND_SELECT = """
+COMMAND_SELECT = _money("""
     SELECT i.created_at AS at, i.action::text AS kind, NULL::timestamptz AS k_at, i.seq AS k_id,
            o.organisation_id AS org, NULL::bigint AS other, i.instrument_id AS ins, NULL::bigint AS usr,
            jsonb_build_object('seq', i.seq, 'order', i.order_id, 'client_order_id', o.client_order_id,
-               'price_fen', i.new_price_fen, 'qty', i.new_qty, 'processed_at', i.processed_at) AS detail
+               'price', CNY(i.new_price_fen), 'qty', i.new_qty, 'processed_at', i.processed_at) AS detail
     FROM exchange_inboxcommand i LEFT JOIN exchange_order o ON o.id = i.order_id
-"""
+""")
 
 
 class Commands(Branch):
@@ -183,14 +191,14 @@ class Commands(Branch):
         return _page(f"{COMMAND_SELECT} WHERE {sql.clause()}", "i.seq DESC", limit), sql.params
 
 
-TRADE_SELECT = """
+TRADE_SELECT = _money("""
     SELECT t.created_at AS at, 'trade' AS kind, NULL::timestamptz AS k_at, t.id AS k_id, t.buyer_id AS org,
            t.seller_id AS other, t.instrument_id AS ins, NULL::bigint AS usr,
            jsonb_build_object('trade', t.id, 'seq', t.inbox_seq, 'match_index', t.match_index,
-               'price_fen', t.price_fen, 'qty', t.qty, 'buy_order', t.buy_order_id, 'sell_order', t.sell_order_id,
-               'aggressor', t.aggressor, 'buyer_fee_fen', t.buyer_fee_fen, 'seller_fee_fen', t.seller_fee_fen) AS detail
+               'price', CNY(t.price_fen), 'qty', t.qty, 'buy_order', t.buy_order_id, 'sell_order', t.sell_order_id,
+               'aggressor', t.aggressor, 'buyer_fee', CNY(t.buyer_fee_fen), 'seller_fee', CNY(t.seller_fee_fen)) AS detail
     FROM exchange_trade t
-"""
+""")
 
 
 class Trades(Branch):
@@ -327,10 +335,10 @@ class DisputesResolved(ByTime):
         "x.delivered_device_hours::text, 'note', x.resolution_note", "settlement_dispute", "x")
 
 
-SETTLEMENT_DETAIL = ("'allocation', s.allocation_id, 'trade', s.trade_id, 'price_fen', s.price_fen, 'scu_h', s.scu_h, "
-                     "'delivered_scu_h', s.delivered_scu_h, 'refunded_scu_h', s.refunded_scu_h, 'paid_fen', s.paid_fen, "
-                     "'refund_fen', s.refund_fen, 'fee_fen', s.fee_fen, 'sla_credit_fen', s.sla_credit_fen, "
-                     "'payout_fen', s.payout_fen")
+SETTLEMENT_DETAIL = ("'allocation', s.allocation_id, 'trade', s.trade_id, 'price', CNY(s.price_fen), 'scu_h', s.scu_h, "
+                     "'delivered_scu_h', s.delivered_scu_h, 'refunded_scu_h', s.refunded_scu_h, "
+                     "'paid', CNY(s.paid_fen), 'refund', CNY(s.refund_fen), 'fee', CNY(s.fee_fen), "
+                     "'sla_credit', CNY(s.sla_credit_fen), 'payout', CNY(s.payout_fen)")
 
 
 class Settlements(ByTime):
@@ -338,12 +346,12 @@ class Settlements(ByTime):
 
     name, kinds = "settlement", ("settlement",)
     at, key, allocation = "s.settled_at", "s.allocation_id", "s.allocation_id"
-    select = f"""
+    select = _money(f"""
         SELECT s.settled_at AS at, 'settlement' AS kind, s.settled_at AS k_at, s.allocation_id AS k_id,
                s.seller_id AS org, s.holder_id AS other, t.instrument_id AS ins, NULL::bigint AS usr,
                jsonb_build_object({SETTLEMENT_DETAIL}) AS detail
         FROM settlement_settlement s JOIN exchange_trade t ON t.id = s.trade_id
-    """
+    """)
 
     def filters(self, sql, scope):
         if scope.organisation_id is not None:
@@ -358,14 +366,14 @@ class Payouts(ByTime):
 
     name, kinds = "payout", ("payout",)
     at, key = "s.settled_at", "p.id"
-    select = """
+    select = _money("""
         SELECT s.settled_at AS at, 'payout' AS kind, s.settled_at AS k_at, p.id AS k_id, p.organisation_id AS org,
                s.seller_id AS other, t.instrument_id AS ins, NULL::bigint AS usr,
                jsonb_build_object('allocation', s.allocation_id, 'trade', s.trade_id, 'share_bp', p.share_bp,
-                   'amount_fen', p.amount_fen) AS detail
+                   'amount', CNY(p.amount_fen)) AS detail
         FROM settlement_payout p JOIN settlement_settlement s ON s.allocation_id = p.settlement_id
              JOIN exchange_trade t ON t.id = s.trade_id
-    """
+    """)
 
     def filters(self, sql, scope):
         if scope.organisation_id is not None:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Iterator
+from functools import lru_cache
 from datetime import timezone as dt_timezone
 
 from django.utils import translation
-from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from supervision.audit.trail import CHINA, AuditFilters, AuditRow, audit_rows
@@ -33,47 +32,51 @@ KIND_LABELS = {
 }
 
 
-def describe(row: AuditRow) -> str:
-    d = row.details
-    kind = row.kind
+# What each kind of record says, filled in from its details.
+TEMPLATES = {
+    "order": gettext_lazy("%(side)s %(type)s %(qty)s SCU·h at %(price)s (%(tif)s); now %(status)s, %(filled)s filled"),
+    "cancel": gettext_lazy("Cancel order %(order)s"),
+    "auction": gettext_lazy("Call auction started (a halt or a resumption)"),
+    "uncross": gettext_lazy("The call auction uncrosses"),
+    "close": gettext_lazy("Gate closure: every open order cancelled"),
+    "expire": gettext_lazy("Due good-till-date orders expire"),
+    "trade": gettext_lazy("%(qty)s SCU·h at %(price)s (aggressor: %(aggressor)s; orders %(buy_order)s and "
+                          "%(sell_order)s)"),
+    "supervision": "%(action)s: %(reason)s",
+    "delivery_started": gettext_lazy("Delivery of allocation %(allocation)s started"),
+    "delivery_answered": gettext_lazy("Allocation %(allocation)s: %(state)s"),
+    "metering": gettext_lazy("%(device_hours)s device-hours metered for allocation %(allocation)s"),
+    "dispute_opened": gettext_lazy("Dispute %(dispute)s opened on allocation %(allocation)s: %(reason)s"),
+    "dispute_resolved": gettext_lazy("Dispute %(dispute)s resolved: %(state)s"),
+    "settlement": gettext_lazy("Allocation %(allocation)s settled: %(delivered_scu_h)s of %(scu_h)s SCU·h delivered, "
+                               "%(paid)s paid, %(refund)s refunded"),
+    "payout": gettext_lazy("%(amount)s paid out for allocation %(allocation)s"),
+    # Amendments, in parts.
+    "amend": gettext_lazy("Amend order %(order)s: %(changes)s"),
+    "amend_price": gettext_lazy("price %(price)s"),
+    "amend_qty": gettext_lazy("quantity %(qty)s"),
+    "market": gettext_lazy("market"),
+}
+
+
+@lru_cache(maxsize=8)
+def _templates(language: str) -> dict[str, str]:
+    """The templates in one language, translated once (an export describes every row)."""
+    with translation.override(language):
+        return {kind: str(template) for kind, template in TEMPLATES.items()}
+
+
+def describe(row: AuditRow, templates: dict[str, str] | None = None) -> str:
+    templates = templates or _templates(translation.get_language() or "en")
+    d, kind = row.detail, row.kind
     if kind == "order":
-        text = _("%(side)s %(type)s %(qty)s SCU·h at %(price)s (%(tif)s); now %(status)s, %(filled)s filled") % {
-            **d, "price": d["price"] or _("market")}
+        text = templates["order"] % {**d, "price": d["price"] or templates["market"]}
         return text + (f" ({d['reason']})" if d.get("reason") else "")
     if kind == "amend":
-        parts = [_("price %(price)s") % d] if d["price"] else []
-        parts += [_("quantity %(qty)s") % d] if d["qty"] else []
-        return _("Amend order %(order)s: %(changes)s") % {"order": d["order"], "changes": ", ".join(parts)}
-    if kind == "cancel":
-        return _("Cancel order %(order)s") % d
-    if kind == "auction":
-        return _("Call auction started (a halt or a resumption)")
-    if kind == "uncross":
-        return _("The call auction uncrosses")
-    if kind == "close":
-        return _("Gate closure: every open order cancelled")
-    if kind == "expire":
-        return _("Due good-till-date orders expire")
-    if kind == "trade":
-        return _("%(qty)s SCU·h at %(price)s (aggressor: %(aggressor)s; orders %(buy_order)s and %(sell_order)s)") % d
-    if kind == "supervision":
-        return f"{d['action']}: {d['reason']}"
-    if kind == "delivery_started":
-        return _("Delivery of allocation %(allocation)s started") % d
-    if kind == "delivery_answered":
-        return _("Allocation %(allocation)s: %(state)s") % d
-    if kind == "metering":
-        return _("%(device_hours)s device-hours metered for allocation %(allocation)s") % d
-    if kind == "dispute_opened":
-        return _("Dispute %(dispute)s opened on allocation %(allocation)s: %(reason)s") % d
-    if kind == "dispute_resolved":
-        return _("Dispute %(dispute)s resolved: %(state)s") % d
-    if kind == "settlement":
-        return _("Allocation %(allocation)s settled: %(delivered_scu_h)s of %(scu_h)s SCU·h delivered, "
-                 "%(paid)s paid, %(refund)s refunded") % d
-    if kind == "payout":
-        return _("%(amount)s paid out for allocation %(allocation)s") % d
-    return ""
+        parts = [templates["amend_price"] % d] if d["price"] else []
+        parts += [templates["amend_qty"] % d] if d["qty"] else []
+        return templates["amend"] % {"order": d["order"], "changes": ", ".join(parts)}
+    return templates[kind] % d
 
 
 CSV_HEADER = ["time_utc", "time_china", "kind", "organisation_id", "organisation", "counterparty_id", "counterparty",
@@ -94,11 +97,12 @@ def audit_csv_chunks(*, filters: AuditFilters, language: str) -> Iterator[bytes]
     writer = csv.writer(_Echo())
     with translation.override(language):
         yield ("\ufeff" + writer.writerow(CSV_HEADER)).encode()  # the mark tells spreadsheets it is UTF-8
+        templates = _templates(language)
         for rows in audit_rows(filters=filters):
             yield "".join(writer.writerow([
                 utc_text(row.at),
                 row.at.astimezone(CHINA).strftime("%Y-%m-%d %H:%M:%S"), row.kind,
                 row.organisation_id or "", row.organisation or "", row.counterparty_id or "", row.counterparty or "",
-                row.instrument or "", row.user or "", describe(row),
-                json.dumps(row.details, ensure_ascii=False, separators=(",", ":"), default=str),
+                row.instrument or "", row.user or "", describe(row, templates),
+                row.detail_text,
             ]) for row in rows).encode()

@@ -26,7 +26,6 @@ from django.db import connection, transaction
 from accounts.models import Organisation, User
 from exchange.errors import AppError
 from exchange.models import Instrument
-from exchange.money import cny
 from supervision.audit.branches import BRANCHES, KINDS, WINDOWED, Branch, Scope
 from supervision.audit.windows import id_windows
 
@@ -62,6 +61,7 @@ class AuditRow:
     instrument_id: int | None
     user_id: int | None
     detail: dict
+    detail_text: str = ""  # as PostgreSQL wrote it (the CSV takes it as it is)
     organisation: str | None = None
     counterparty: str | None = None
     instrument: str | None = None
@@ -74,9 +74,8 @@ class AuditRow:
 
     @property
     def details(self) -> dict:
-        """``detail`` as shown: amounts in fen become CNY strings under their plain names."""
-        return {(name[:-4] if name.endswith("_fen") else name): (cny(value) if name.endswith("_fen") else value)
-                for name, value in self.detail.items()}
+        """The record's fields (amounts already in CNY: the branches convert them)."""
+        return self.detail
 
 
 @dataclass
@@ -154,8 +153,9 @@ def _scope(filters: AuditFilters) -> Scope:
 def _row(branch: Branch, values) -> AuditRow:
     at, kind, k_at, k_id, org, other, ins, usr, detail = values
     # Django has psycopg hand JSON over as text (its JSONField decodes it).
-    return AuditRow(at, kind, branch.name, (k_at, k_id), org, other, ins, usr,
-                    json.loads(detail) if isinstance(detail, str) else detail)
+    if isinstance(detail, str):
+        return AuditRow(at, kind, branch.name, (k_at, k_id), org, other, ins, usr, json.loads(detail), detail)
+    return AuditRow(at, kind, branch.name, (k_at, k_id), org, other, ins, usr, detail, json.dumps(detail))
 
 
 def _cursor_decode(cursor: str | None, filters: AuditFilters) -> dict:
