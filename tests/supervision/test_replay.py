@@ -4,9 +4,12 @@ to the same fills; a stored trade changed afterwards is named as the first diffe
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
+from django.test import Client
 
 from exchange.models import Trade
+from exchange.money import cny
 from supervision.replay import Replay, replay_instrument
+from tests.conftest import token_client
 from tests.supervision.trading import trade_a_day
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -72,3 +75,33 @@ def test_progress_is_reported_as_the_replay_goes(day):
 def test_an_unknown_instrument_is_refused():
     with pytest.raises(CommandError, match="No instrument"):
         call_command("replay", "NOPE.XX.2000-01-01")
+
+
+def test_the_console_shows_progress_then_the_verdict(day, regulator):
+    client = Client()
+    client.force_login(regulator.user)
+    response = client.get("/supervision/replay/", {"instrument": day.instrument.code})
+    assert response.status_code == 200 and response.streaming
+    page = b"".join(response.streaming_content).decode()
+    assert "replayProgress(" in page and "Fills reproduce exactly" in page and page.rstrip().endswith("</html>")
+    target = Trade.objects.filter(instrument=day.instrument).order_by("id")[3]
+    _corrupt(target, price_fen=target.price_fen - 5)
+    page = b"".join(client.get("/supervision/replay/", {"instrument": day.instrument.code}).streaming_content).decode()
+    assert f"First difference at command seq {target.inbox_seq}" in page
+    assert f"<td>{cny(target.price_fen - 5)}</td><td>{cny(target.price_fen)}</td>" in page
+    assert client.get("/supervision/replay/", {"instrument": "NOPE"}).status_code == 404
+    assert client.get("/supervision/replay/").status_code == 200
+
+
+def test_the_api_names_the_first_difference(day, regulator):
+    api = token_client(regulator, scopes=("read",))
+    url = f"/api/v1/supervision/replay/{day.instrument.code}/"
+    answer = api.get(url).json()
+    assert answer["exact"] and answer["first_difference"] is None and answer["trades"] == Trade.objects.count()
+    target = Trade.objects.filter(instrument=day.instrument).order_by("id").last()
+    _corrupt(target, qty=target.qty + 2)
+    difference = api.get(url).json()["first_difference"]
+    assert difference["seq"] == target.inbox_seq and difference["fields"] == ["qty"]
+    assert (difference["expected"]["qty"], difference["got"]["qty"]) == (target.qty + 2, target.qty)
+    assert difference["got"]["price"] == cny(target.price_fen)
+    assert api.get("/api/v1/supervision/replay/NOPE.XX/").status_code == 404
