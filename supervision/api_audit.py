@@ -13,7 +13,8 @@ from django.utils import translation
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
-from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -110,17 +111,19 @@ class AuditApi(ConsoleApi):
         return Response(AuditPageOut({"next": next_url, "results": page.rows}).data)
 
 
-class CsvRenderer(BaseRenderer):
-    """Lets a client that asks for text/csv reach the export (its errors are still JSON)."""
+class AnswerAsDocumented(BaseContentNegotiation):
+    """The export answers CSV, and its errors JSON, whatever the client's Accept header says."""
 
-    media_type, format, charset = "text/csv", "csv", "utf-8"
+    def select_parser(self, request, parsers):
+        return parsers[0]
 
-    def render(self, data, accepted_media_type=None, renderer_context=None):
-        return JSONRenderer().render(data)
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
 
 
 class AuditCsvApi(ConsoleApi):
-    renderer_classes = [JSONRenderer, CsvRenderer]
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = AnswerAsDocumented
 
     @extend_schema(
         tags=TAG, summary="The audit trail as CSV, streamed (every record the filters select, newest first)",

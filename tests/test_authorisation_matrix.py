@@ -121,6 +121,12 @@ TABLE: dict[str, dict[str, int]] = {
     "POST /api/v1/settlement/disputes/{dispute_id}/resolve/": _row(401, 403, 403, 403, 403, 403, 403),
     "GET /api/v1/settlement/settlements/": _row(401, 200, 200, 200, 200, 200, 200),
     "GET /api/v1/settlement/sla-schedule/": everyone(200),
+    # ---- supervision: regulators read the audit trail, replays and provenance checks (a read token is enough).
+    "GET /api/v1/supervision/audit/": _row(401, 403, 403, 403, 200, 403, 403),
+    "GET /api/v1/supervision/audit/csv/": _row(401, 403, 403, 403, 200, 403, 403),
+    "GET /api/v1/supervision/replay/{code}/": _row(401, 403, 403, 403, 200, 403, 403),
+    "GET /api/v1/supervision/provenance/": _row(401, 403, 403, 403, 200, 403, 403),
+    "GET /api/v1/supervision/provenance/assets/{asset_id}/": _row(401, 403, 403, 403, 200, 403, 403),
     # ---- pages (with the caller's session)
     "GET /": everyone(200),
     "GET /accounts/sign-in/": _row(200, 302, 302, 302, 302, 302, 302),
@@ -178,6 +184,10 @@ TABLE: dict[str, dict[str, int]] = {
     "GET /settlement/sla/": everyone(200),
     # The supervision console: regulators only.
     "GET /supervision/": _row(302, 403, 403, 403, 200, 403, 403),
+    "GET /supervision/audit/": _row(302, 403, 403, 403, 200, 403, 403),
+    "GET /supervision/audit/csv/": _row(302, 403, 403, 403, 200, 403, 403),
+    "GET /supervision/replay/": _row(302, 403, 403, 403, 200, 403, 403),
+    "GET /supervision/provenance/": _row(302, 403, 403, 403, 200, 403, 403),
 }
 
 
@@ -259,7 +269,7 @@ def world(catalogue, device_type, attestor_key):
 
 def fill(route: str, ids: dict) -> str:
     """A concrete URL for ``route`` naming the buyer's or the provider's objects."""
-    by_prefix = [("instruments/", "instrument"), ("markets/", "instrument"), ("hubs/", "hub"), ("classes/", "class"),
+    by_prefix = [("instruments/", "instrument"), ("markets/", "instrument"), ("replay/", "instrument"), ("hubs/", "hub"), ("classes/", "class"),
                  ("clusters/", "cluster"), ("assets/", "asset"), ("listings/", "listing"),
                  ("device-types/", "device_type"), ("attestations/", "attestation"), ("orders/", "order"),
                  ("tokens/", "token")]
