@@ -79,10 +79,11 @@ class AuditRowOut(serializers.Serializer):
 
 class AuditPageOut(serializers.Serializer):
     next = serializers.CharField(allow_null=True, help_text="The next (older) page, or null at the end.")
+    previous = serializers.CharField(allow_null=True, help_text="The page before (newer), or null on the first.")
     results = AuditRowOut(many=True)
 
 
-AUDIT_EXAMPLE = {"next": None, "results": [{
+AUDIT_EXAMPLE = {"next": None, "previous": None, "results": [{
     "at": "2026-12-07T02:15:04.120331Z", "kind": "trade", "organisation_id": 12, "organisation": "Beijing AI Lab",
     "counterparty_id": 7, "counterparty": "Gui'an Cloud Valley Data Centre", "instrument": "AI80.NX.2026-12-09",
     "user": None, "summary": "40 SCU·h at 19.80 (aggressor: buy; orders 5510 and 5498)",
@@ -94,7 +95,8 @@ class AuditApi(ConsoleApi):
     @extend_schema(
         tags=TAG, summary="The audit trail, newest first, in pages",
         description="Every order, amendment, cancel, call auction, trade, regulator action (halts, KYC), delivery, "
-                    "metering report, dispute, settlement and payout. Follow `next` for older records.",
+                    "metering report, dispute, settlement and payout. Follow `next` for older records, `previous` "
+                    "back towards the newest.",
         parameters=[*FILTERS, OpenApiParameter("cursor", OpenApiTypes.STR, description="From a page's `next`."),
                     OpenApiParameter("page_size", OpenApiTypes.INT, description=f"1 to {MAX_PAGE_SIZE}; 50 if not given.")],
         responses=AuditPageOut, examples=[OpenApiExample("A trade", value=AUDIT_EXAMPLE, response_only=True)],
@@ -103,12 +105,18 @@ class AuditApi(ConsoleApi):
         filters = audit_filters_parse(request.query_params)
         page = audit_page(filters=filters, cursor=request.query_params.get("cursor"),
                           limit=page_size_parse(request.query_params.get("page_size")))
-        next_url = None
-        if page.next_cursor:
+        base = request.build_absolute_uri(request.path)
+
+        def link(cursor: str | None) -> str:
             query = request.query_params.copy()
-            query["cursor"] = page.next_cursor
-            next_url = request.build_absolute_uri(request.path) + "?" + query.urlencode()
-        return Response(AuditPageOut({"next": next_url, "results": page.rows}).data)
+            query.pop("cursor", None)
+            if cursor:
+                query["cursor"] = cursor
+            return f"{base}?{query.urlencode()}" if query else base
+
+        next_url = link(page.next_cursor) if page.next_cursor else None
+        previous_url = link(page.previous_cursor) if page.has_previous else None
+        return Response(AuditPageOut({"next": next_url, "previous": previous_url, "results": page.rows}).data)
 
 
 class AnswerAsDocumented(BaseContentNegotiation):

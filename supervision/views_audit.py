@@ -47,13 +47,19 @@ def audit(request):
         error = exc
     query = request.GET.copy()
     query.pop("cursor", None)
-    newest = query.urlencode()
-    if page and page.next_cursor:
-        query["cursor"] = page.next_cursor
+    first = query.urlencode()
+
+    def link(cursor: str | None) -> str:
+        linked = query.copy()
+        if cursor:
+            linked["cursor"] = cursor
+        return linked.urlencode()
+
     context = {
         "rows": [(row, describe(row), KIND_LABELS[row.kind]) for row in page.rows] if page else [],
-        "error": error, "older": query.urlencode() if page and page.next_cursor else None,
-        "newest": newest if request.GET.get("cursor") else None, "csv_query": newest,
+        "error": error, "older": link(page.next_cursor) if page and page.next_cursor else None,
+        "newer": link(page.previous_cursor) if page and page.has_previous else None,
+        "newest": first if page and page.has_previous and page.previous_cursor else None, "csv_query": first,
         "kinds": [(kind, KIND_LABELS[kind], kind in filters.kinds and len(filters.kinds) < len(KINDS))
                   for kind in KINDS],
         "organisations": Organisation.objects.order_by("name").values_list("id", "name"),

@@ -82,7 +82,9 @@ def _window(sql: Sql, table: str, key: str, created: str, scope: Scope) -> None:
     _time(sql, created, scope)
 
 
-def _page(query: str, order: str, limit: int | None) -> str:
+def _page(query: str, order: str, limit: int | None, newer: bool = False) -> str:
+    """Newest first; or, reading back towards the newest (``newer``), oldest first."""
+    order = order.replace("DESC", "ASC") if newer else order
     return f"{query} ORDER BY {order}" + (" LIMIT %(limit)s" if limit else "")
 
 
@@ -94,19 +96,22 @@ class Branch:
     def wanted(self, scope: Scope) -> bool:
         return bool(scope.kinds.intersection(self.kinds))
 
-    def query(self, scope: Scope, *, after: tuple | None, limit: int | None) -> tuple[str, dict]:
+    def query(self, scope: Scope, *, after: tuple | None, limit: int | None, newer: bool = False) -> tuple[str, dict]:
+        """The branch's rows older than ``after`` (a key), newest first; with ``newer``, its rows
+        from ``after`` on towards the newest, oldest first (a page back)."""
         raise NotImplementedError
 
     @staticmethod
-    def _after_id(sql: Sql, key: str, after) -> None:
+    def _after_id(sql: Sql, key: str, after, newer: bool = False) -> None:
         if after is not None:
-            sql.add(f"{key} < %(after_id)s", after_id=after[1])
+            sql.add(f"{key} {'>=' if newer else '<'} %(after_id)s", after_id=after[1])
 
     @staticmethod
-    def _after_time(sql: Sql, at: str, key: str, after) -> None:
+    def _after_time(sql: Sql, at: str, key: str, after, newer: bool = False) -> None:
         if after is not None:
             # The first condition lets the time index bound the scan; the row comparison is exact.
-            sql.add(f"{at} <= %(after_at)s AND ({at}, {key}) < (%(after_at)s, %(after_id)s)",
+            early, strict = (">=", ">=") if newer else ("<=", "<")
+            sql.add(f"{at} {early} %(after_at)s AND ({at}, {key}) {strict} (%(after_at)s, %(after_id)s)",
                     after_at=after[0], after_id=after[1])
 
 
@@ -123,14 +128,14 @@ ORDER_SELECT = _money("""
 """)
 
 
-def _inbox_parts(sql: Sql, select: str, scope: Scope, after, limit: int | None) -> str:
+def _inbox_parts(sql: Sql, select: str, scope: Scope, after, limit: int | None, newer: bool) -> str:
     """An instrument's inbox rows in two parts, each on its own index: processed rows
     (inbox_instrument_idx) and the few still pending (inbox_pending_idx)."""
-    Branch._after_id(sql, "i.seq", after)
+    Branch._after_id(sql, "i.seq", after, newer)
     _window(sql, "exchange_inboxcommand", "i.seq", "i.created_at", scope)
-    parts = [_page(f"{select} WHERE {sql.clause()} AND i.processed_at IS {state}", "i.seq DESC", limit)
+    parts = [_page(f"{select} WHERE {sql.clause()} AND i.processed_at IS {state}", "i.seq DESC", limit, newer)
              for state in ("NOT NULL", "NULL")]
-    return _page(f"SELECT {COLUMNS} FROM (({parts[0]}) UNION ALL ({parts[1]})) AS parts", "k_id DESC", limit)
+    return _page(f"SELECT {COLUMNS} FROM (({parts[0]}) UNION ALL ({parts[1]})) AS parts", "k_id DESC", limit, newer)
 
 
 class Orders(Branch):
@@ -138,22 +143,22 @@ class Orders(Branch):
 
     name, kinds = "order", ("order",)
 
-    def query(self, scope, *, after, limit):
+    def query(self, scope, *, after, limit, newer=False):
         sql = Sql()
         if scope.organisation_id is None and scope.instrument_id is not None:
             # An instrument's orders are its inbox's NEW commands (indexed), not a scan of every order.
             sql.add("i.instrument_id = %(ins)s AND i.action = 'new'", ins=scope.instrument_id)
             select = (ORDER_SELECT.format(key="i.seq")
                       + " FROM exchange_inboxcommand i JOIN exchange_order o ON o.id = i.order_id")
-            return _inbox_parts(sql, select, scope, after, limit), sql.params
+            return _inbox_parts(sql, select, scope, after, limit, newer), sql.params
         if scope.organisation_id is not None:
             sql.add("o.organisation_id = %(org)s", org=scope.organisation_id)  # order (organisation, id)
         if scope.instrument_id is not None:
             sql.add("o.instrument_id = %(ins)s", ins=scope.instrument_id)
-        self._after_id(sql, "o.id", after)
+        self._after_id(sql, "o.id", after, newer)
         _window(sql, "exchange_order", "o.id", "o.created_at", scope)
         select = ORDER_SELECT.format(key="o.id") + " FROM exchange_order o"
-        return _page(f"{select} WHERE {sql.clause()}", "o.id DESC", limit), sql.params
+        return _page(f"{select} WHERE {sql.clause()}", "o.id DESC", limit, newer), sql.params
 
 
 COMMAND_SELECT = _money("""
@@ -171,7 +176,7 @@ class Commands(Branch):
 
     name, kinds = "command", COMMAND_KINDS
 
-    def query(self, scope, *, after, limit):
+    def query(self, scope, *, after, limit, newer=False):
         sql = Sql()
         sql.add("i.action <> 'new'")  # the predicate of inbox_change_idx and inbox_change_order_idx
         wanted = [kind for kind in COMMAND_KINDS if kind in scope.kinds]
@@ -185,10 +190,10 @@ class Commands(Branch):
         if scope.instrument_id is not None:
             sql.add("i.instrument_id = %(ins)s", ins=scope.instrument_id)
             if scope.organisation_id is None:
-                return _inbox_parts(sql, COMMAND_SELECT, scope, after, limit), sql.params
-        self._after_id(sql, "i.seq", after)
+                return _inbox_parts(sql, COMMAND_SELECT, scope, after, limit, newer), sql.params
+        self._after_id(sql, "i.seq", after, newer)
         _window(sql, "exchange_inboxcommand", "i.seq", "i.created_at", scope)
-        return _page(f"{COMMAND_SELECT} WHERE {sql.clause()}", "i.seq DESC", limit), sql.params
+        return _page(f"{COMMAND_SELECT} WHERE {sql.clause()}", "i.seq DESC", limit, newer), sql.params
 
 
 TRADE_SELECT = _money("""
@@ -206,20 +211,20 @@ class Trades(Branch):
 
     name, kinds = "trade", ("trade",)
 
-    def query(self, scope, *, after, limit):
+    def query(self, scope, *, after, limit, newer=False):
         sql = Sql()
         if scope.instrument_id is not None:
             sql.add("t.instrument_id = %(ins)s", ins=scope.instrument_id)
-        self._after_id(sql, "t.id", after)
+        self._after_id(sql, "t.id", after, newer)
         _window(sql, "exchange_trade", "t.id", "t.created_at", scope)
         if scope.organisation_id is None:
-            return _page(f"{TRADE_SELECT} WHERE {sql.clause()}", "t.id DESC", limit), sql.params
+            return _page(f"{TRADE_SELECT} WHERE {sql.clause()}", "t.id DESC", limit, newer), sql.params
         # Bought and sold, each on its own index (trade_buyer_idx, trade_seller_idx), merged.
         sql.params["org"] = scope.organisation_id
-        parts = [_page(f"{TRADE_SELECT} WHERE t.{side}_id = %(org)s AND {sql.clause()}", "t.id DESC", limit)
+        parts = [_page(f"{TRADE_SELECT} WHERE t.{side}_id = %(org)s AND {sql.clause()}", "t.id DESC", limit, newer)
                  for side in ("buyer", "seller")]
-        return _page(f"SELECT {COLUMNS} FROM (({parts[0]}) UNION ALL ({parts[1]})) AS parts", "k_id DESC",
-                     limit), sql.params
+        return _page(f"SELECT {COLUMNS} FROM (({parts[0]}) UNION ALL ({parts[1]})) AS parts", "k_id DESC", limit,
+                     newer), sql.params
 
 
 # --------------------------------------------------------------------------- keyed by time
@@ -256,13 +261,14 @@ class ByTime(Branch):
         if scope.instrument_id is not None:
             sql.add(f"{column} IN {ALLOCATIONS_OF_INSTRUMENT}", ins=scope.instrument_id)
 
-    def query(self, scope, *, after, limit):
+    def query(self, scope, *, after, limit, newer=False):
         sql = Sql()
         sql.add(f"{self.at} IS NOT NULL")
         self.filters(sql, scope)
         _time(sql, self.at, scope)
-        self._after_time(sql, self.at, self.key, after)
-        return _page(f"{self.select} WHERE {sql.clause()}", f"{self.at} DESC, {self.key} DESC", limit), sql.params
+        self._after_time(sql, self.at, self.key, after, newer)
+        order = f"{self.at} DESC, {self.key} DESC"
+        return _page(f"{self.select} WHERE {sql.clause()}", order, limit, newer), sql.params
 
 
 class SupervisionActions(ByTime):

@@ -81,7 +81,9 @@ class AuditRow:
 @dataclass
 class AuditPage:
     rows: list[AuditRow]
-    next_cursor: str | None
+    next_cursor: str | None  # None: the last page
+    has_previous: bool = False
+    previous_cursor: str | None = None  # None with has_previous: the previous page is the first
 
 
 # --------------------------------------------------------------------------- input
@@ -176,8 +178,26 @@ def _position(raw) -> tuple | None:
     return (datetime.fromisoformat(raw[0]) if raw[0] else None, raw[1])
 
 
+RANK = {branch.name: rank for rank, branch in enumerate(BRANCHES)}
+
+
+def _order(row: AuditRow) -> tuple:
+    """Newest first across branches; records of one moment in the branches' order, so that a
+    page back shows them as the page forward did."""
+    return row.at, RANK[row.branch]
+
+
+def _encode(filters: AuditFilters, positions: dict, done) -> str:
+    return signing.dumps({"f": filters.digest(), "b": positions, "d": sorted(done)}, salt=CURSOR_SALT, compress=True)
+
+
+def _key_text(row: AuditRow, *, step: int = 0) -> list:
+    return [row.key[0].isoformat() if row.key[0] else None, row.key[1] + step]
+
+
 def audit_page(*, filters: AuditFilters, cursor: str | None = None, limit: int = PAGE_SIZE) -> AuditPage:
-    """The ``limit`` newest records after ``cursor`` (None: the newest of all), with names."""
+    """The ``limit`` newest records after ``cursor`` (None: the newest of all), with names, and
+    the cursors of the pages after and before it."""
     state = _cursor_decode(cursor, filters)
     positions, done = dict(state["b"]), set(state["d"])
     scope = _scope(filters)
@@ -185,23 +205,50 @@ def audit_page(*, filters: AuditFilters, cursor: str | None = None, limit: int =
     with connection.cursor() as db:
         for branch in BRANCHES:
             if branch.wanted(scope) and branch.name not in done:
-                sql, params = branch.query(scope, after=_position(positions.get(branch.name)), limit=limit)
-                db.execute(sql, {**params, "limit": limit})
+                sql, params = branch.query(scope, after=_position(positions.get(branch.name)), limit=limit + 1)
+                db.execute(sql, {**params, "limit": limit + 1})  # one more: is there more?
                 fetched[branch.name] = [_row(branch, values) for values in db.fetchall()]
     # Each branch's rows are in its own key order; merging keeps that order within a branch.
-    rows = list(islice(heapq.merge(*fetched.values(), key=lambda row: row.at, reverse=True), limit))
+    rows = list(islice(heapq.merge(*fetched.values(), key=_order, reverse=True), limit))
     taken: dict[str, int] = {}
+    after = dict(positions)
     for row in rows:
         taken[row.branch] = taken.get(row.branch, 0) + 1
-        positions[row.branch] = [row.key[0].isoformat() if row.key[0] else None, row.key[1]]
+        after[row.branch] = _key_text(row)
+    ended = set(done)
     for name, branch_rows in fetched.items():
-        if len(branch_rows) < limit and taken.get(name, 0) == len(branch_rows):
-            done.add(name)
-    more = any(name not in done for name in fetched)
-    next_cursor = signing.dumps({"f": filters.digest(), "b": positions, "d": sorted(done)}, salt=CURSOR_SALT,
-                                compress=True) if more else None
+        if taken.get(name, 0) == len(branch_rows):
+            ended.add(name)
+    more = any(name not in ended for name in fetched)
+    page = AuditPage(rows, _encode(filters, after, ended) if more else None)
+    if cursor:
+        page.has_previous, page.previous_cursor = _previous(filters, scope, positions, done, limit)
     Names().fill(rows)
-    return AuditPage(rows, next_cursor)
+    return page
+
+
+def _previous(filters: AuditFilters, scope: Scope, positions: dict, done: set, limit: int) -> tuple[bool, str | None]:
+    """The page before one that starts at ``positions``: the ``limit`` oldest records newer than
+    its start, each branch read back towards the newest. (has one, its cursor or None for the first)"""
+    fetched: dict[str, list[AuditRow]] = {}
+    with connection.cursor() as db:
+        for branch in BRANCHES:
+            if branch.wanted(scope) and positions.get(branch.name) is not None:
+                sql, params = branch.query(scope, after=_position(positions[branch.name]), limit=limit + 1,
+                                           newer=True)
+                db.execute(sql, {**params, "limit": limit + 1})
+                fetched[branch.name] = [_row(branch, values) for values in db.fetchall()]
+    rows = list(islice(heapq.merge(*fetched.values(), key=_order), limit))
+    if not rows:
+        return False, None
+    if sum(len(branch_rows) for branch_rows in fetched.values()) <= limit:
+        return True, None  # everything newer fits on one page: the first
+    start, ended = dict(positions), set(done)
+    for row in rows:  # oldest first: each branch's last is its newest on that page
+        # The page starts at this row: "older than" the key just above it.
+        start[row.branch] = _key_text(row, step=1)
+        ended.discard(row.branch)
+    return True, _encode(filters, start, ended)
 
 
 def _stream(db, branch: Branch, chunk: int) -> Iterator[AuditRow]:
@@ -231,7 +278,7 @@ def audit_rows(*, filters: AuditFilters, chunk: int = 2000) -> Iterator[list[Aud
                     cursors.append(db)
                     db.execute(sql, params)
                     streams.append(_stream(db, branch, chunk))
-            merged = heapq.merge(*streams, key=lambda row: row.at, reverse=True)
+            merged = heapq.merge(*streams, key=_order, reverse=True)
             names = Names()
             while rows := list(islice(merged, chunk)):
                 names.fill(rows)

@@ -70,6 +70,29 @@ def test_pages_of_any_size_walk_the_whole_trail(world, limit):
     assert keys(walk(limit=limit)) == keys(everything())
 
 
+@pytest.mark.parametrize("limit", [1, 4])
+def test_pages_back_are_the_pages_seen_on_the_way(world, limit):
+    forward, cursor = [], None
+    while True:
+        page = audit_page(filters=AuditFilters(), cursor=cursor, limit=limit)
+        forward.append((cursor, [row.record for row in page.rows]))
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert not audit_page(filters=AuditFilters(), limit=limit).has_previous
+    back = []
+    while True:
+        page = audit_page(filters=AuditFilters(), cursor=cursor, limit=limit)
+        back.append([row.record for row in page.rows])
+        if not page.has_previous:
+            break
+        cursor = page.previous_cursor  # None: the first page
+        if cursor is None:
+            back.append([row.record for row in audit_page(filters=AuditFilters(), limit=limit).rows])
+            break
+    assert back == [records for _, records in reversed(forward)]
+
+
 def test_the_filters_select_exactly_the_records_of_an_organisation_an_instrument_and_a_time(world):
     rows = everything()
     organisations = {row.organisation_id for row in rows} | {row.counterparty_id for row in rows}
@@ -116,7 +139,9 @@ def test_the_api_pages_in_utc_and_the_csv_has_both_times(world, regulator):
         response = api.get(url)
         assert response.status_code == 200, response.json()
         seen += response.json()["results"]
-        url = response.json()["next"]
+        previous, url = response.json()["previous"], response.json()["next"]
+    back = api.get(previous).json()  # the page before the last
+    assert back["next"] and len(back["results"]) == 5
     assert len(seen) == len(everything()) and all(row["at"].endswith("Z") for row in seen)
     trade = next(row for row in seen if row["kind"] == "trade")
     assert trade["details"]["price"] == "20.00" and "price_fen" not in trade["details"]
@@ -147,7 +172,8 @@ def test_the_page_shows_china_time_and_pages_back(world, regulator):
     assert first.status_code == 200 and b'id="audit-older"' in first.content
     older = first.context["older"]
     second = client.get(f"/supervision/audit/?{older}")
-    assert second.status_code == 200 and second.context["rows"] and b"Newest" in second.content
+    assert second.status_code == 200 and second.context["rows"] and b'id="audit-newer"' in second.content
+    assert client.get(f"/supervision/audit/?{second.context['newer']}").context["rows"] == first.context["rows"]
     local = client.get("/supervision/audit/", {"from": "2026-12-07T08:00", "to": "2026-12-07T09:00"})
     assert local.context["params"]["from"] == "2026-12-07T08:00"
     bad = client.get("/supervision/audit/", {"from": "yesterday"})
