@@ -8,6 +8,7 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.db import connection
 from django.test import Client
 from rest_framework.test import APIClient
@@ -176,6 +177,9 @@ def test_the_page_shows_china_time_and_pages_back(world, regulator):
     assert client.get(f"/supervision/audit/?{second.context['newer']}").context["rows"] == first.context["rows"]
     local = client.get("/supervision/audit/", {"from": "2026-12-07T08:00", "to": "2026-12-07T09:00"})
     assert local.context["params"]["from"] == "2026-12-07T08:00"
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "zh-hans"
+    assert "审计追踪" in client.get("/supervision/audit/").content.decode()
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "en"
     bad = client.get("/supervision/audit/", {"from": "yesterday"})
     assert bad.status_code == 400 and b"ISO 8601" in bad.content
     csv_page = client.get("/supervision/audit/csv/", {"instrument": world.other_instrument.code})
