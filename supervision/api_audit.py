@@ -70,8 +70,8 @@ class AuditRowOut(serializers.Serializer):
     instrument = serializers.CharField(allow_null=True)
     user = serializers.CharField(allow_null=True, help_text="Who did it, where it is recorded.")
     summary = serializers.SerializerMethodField()
-    details = serializers.DictField(help_text="The record's fields; amounts in CNY as decimal strings. "
-                                              "Never delivery credentials or endpoints.")
+    details = serializers.DictField(source="detail", help_text=(
+        "The record's fields; amounts in CNY as decimal strings. Never delivery credentials or endpoints."))
 
     def get_summary(self, row) -> str:
         return describe(row)
@@ -98,7 +98,8 @@ class AuditApi(ConsoleApi):
                     "metering report, dispute, settlement and payout. Follow `next` for older records, `previous` "
                     "back towards the newest.",
         parameters=[*FILTERS, OpenApiParameter("cursor", OpenApiTypes.STR, description="From a page's `next`."),
-                    OpenApiParameter("page_size", OpenApiTypes.INT, description=f"1 to {MAX_PAGE_SIZE}; 50 if not given.")],
+                    OpenApiParameter("page_size", OpenApiTypes.INT,
+                                     description=f"1 to {MAX_PAGE_SIZE}; 50 if not given.")],
         responses=AuditPageOut, examples=[OpenApiExample("A trade", value=AUDIT_EXAMPLE, response_only=True)],
     )
     def get(self, request):
@@ -218,7 +219,8 @@ class ProvenanceOut(serializers.Serializer):
 
 
 class ProvenanceChainApi(ConsoleApi):
-    @extend_schema(tags=TAG, summary="Verify the whole provenance chain; the first broken link", responses=ProvenanceOut)
+    @extend_schema(tags=TAG, summary="Verify the whole provenance chain; the first broken link",
+                   responses=ProvenanceOut)
     def get(self, request):
         return Response(ProvenanceOut(provenance_chain_report()).data)
 

@@ -91,7 +91,8 @@ class _Replayer(Apply):
         self.live: dict = {}
         self.books = {instrument.id: matching.Book.from_orders(
             np.zeros(0, dtype=matching.ORDER_DTYPE), ref_price=(reference_fen or 0) // instrument.tick_fen,
-            band_ticks=band_ticks(self.instrument), mode=Mode.CONTINUOUS if state == State.CONTINUOUS else Mode.AUCTION)}
+            band_ticks=band_ticks(self.instrument),
+            mode=Mode.CONTINUOUS if state == State.CONTINUOUS else Mode.AUCTION)}
         self.batch_us = 0
         self.halt_moves = False
 
@@ -211,7 +212,8 @@ class Replay:
         commands = [_command(self.instrument.id, row) for row in rows if not _set_aside(row)]
         replayer.batch_us = micros(rows[0][7])
         replayer.halt_moves = sum(1 for c in commands if c.action == InboxCommand.Action.AUCTION) % 2 == 1
-        # BatchWrites.trades: (instrument, seq, match index, price, qty, buy order, sell order, buyer, seller, aggressor, …)
+        # BatchWrites.trades: (instrument, seq, match index, price, qty, buy order, sell order, buyer,
+        # seller, aggressor, fees)
         got = [_trade((*t[1:7], t[9])) for t in replayer._run(commands).trades] if commands else []
         for trade in got:
             stored = expected.peek()

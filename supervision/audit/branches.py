@@ -122,8 +122,8 @@ ORDER_SELECT = _money("""
     SELECT o.created_at AS at, 'order' AS kind, NULL::timestamptz AS k_at, {key} AS k_id,
            o.organisation_id AS org, NULL::bigint AS other, o.instrument_id AS ins, o.user_id AS usr,
            jsonb_build_object('order', o.id, 'client_order_id', o.client_order_id, 'side', o.side, 'type', o.type,
-               'tif', o.tif, 'post_only', o.post_only, 'price', CNY(coalesce(o.entry_price_fen, o.price_fen)), 'qty', o.qty,
-               'expires_at', o.expires_at, 'status', o.status, 'filled', o.filled, 'remaining', o.remaining,
+               'tif', o.tif, 'post_only', o.post_only, 'price', CNY(coalesce(o.entry_price_fen, o.price_fen)),
+               'qty', o.qty, 'expires_at', o.expires_at, 'status', o.status, 'filled', o.filled, 'remaining', o.remaining,
                'reason', o.reason, 'price_now', CNY(o.price_fen)) AS detail
 """)
 
@@ -201,7 +201,8 @@ TRADE_SELECT = _money("""
            t.seller_id AS other, t.instrument_id AS ins, NULL::bigint AS usr,
            jsonb_build_object('trade', t.id, 'seq', t.inbox_seq, 'match_index', t.match_index,
                'price', CNY(t.price_fen), 'qty', t.qty, 'buy_order', t.buy_order_id, 'sell_order', t.sell_order_id,
-               'aggressor', t.aggressor, 'buyer_fee', CNY(t.buyer_fee_fen), 'seller_fee', CNY(t.seller_fee_fen)) AS detail
+               'aggressor', t.aggressor, 'buyer_fee', CNY(t.buyer_fee_fen),
+               'seller_fee', CNY(t.seller_fee_fen)) AS detail
     FROM exchange_trade t
 """)
 
@@ -236,7 +237,8 @@ ALLOCATIONS_OF_ORGANISATION = """(
     UNION ALL SELECT a.id FROM marketplace_listingperiod lp JOIN exchange_allocation a ON a.listing_period_id = lp.id
               WHERE lp.provider_id = %(org)s)"""
 ALLOCATIONS_OF_INSTRUMENT = """(
-    SELECT a.id FROM exchange_trade t JOIN exchange_allocation a ON a.trade_id = t.id WHERE t.instrument_id = %(ins)s)"""
+    SELECT a.id FROM exchange_trade t JOIN exchange_allocation a ON a.trade_id = t.id
+    WHERE t.instrument_id = %(ins)s)"""
 
 ALLOCATION_JOINS = """
     JOIN exchange_allocation a ON a.id = {alias}.allocation_id

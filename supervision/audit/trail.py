@@ -60,7 +60,7 @@ class AuditRow:
     counterparty_id: int | None
     instrument_id: int | None
     user_id: int | None
-    detail: dict
+    detail: dict  # the record's fields; amounts are CNY strings already (the branches convert them)
     detail_text: str = ""  # as PostgreSQL wrote it (the CSV takes it as it is)
     organisation: str | None = None
     counterparty: str | None = None
@@ -71,11 +71,6 @@ class AuditRow:
     def record(self) -> tuple[str, int]:
         """What the row is about, whichever plan read it: (kind, its id; an order's is the order's)."""
         return self.kind, self.detail["order"] if self.kind == "order" else self.key[1]
-
-    @property
-    def details(self) -> dict:
-        """The record's fields (amounts already in CNY: the branches convert them)."""
-        return self.detail
 
 
 @dataclass
@@ -227,9 +222,11 @@ def audit_page(*, filters: AuditFilters, cursor: str | None = None, limit: int =
     return page
 
 
-def _previous(filters: AuditFilters, scope: Scope, positions: dict, done: set, limit: int) -> tuple[bool, str | None]:
+def _previous(filters: AuditFilters, scope: Scope, positions: dict, done: set,
+              limit: int) -> tuple[bool, str | None]:
     """The page before one that starts at ``positions``: the ``limit`` oldest records newer than
-    its start, each branch read back towards the newest. (has one, its cursor or None for the first)"""
+    its start, each branch read back towards the newest. Answers whether there is one, and
+    its cursor (None: it is the first page)."""
     fetched: dict[str, list[AuditRow]] = {}
     with connection.cursor() as db:
         for branch in BRANCHES:

@@ -62,8 +62,8 @@ def test_every_kind_of_record_is_in_the_trail_once(world):
     assert [row.at for row in rows] == sorted((row.at for row in rows), reverse=True)
     # The amended order is shown as it was entered, with where it stands now.
     (order,) = [row for row in rows if row.kind == "order" and row.detail["order"] == world.amended.id]
-    assert order.details["price"] == "18.00" and order.details["price_now"] == "18.50"
-    assert order.details["status"] == "cancelled" and order.user == world.amended.user.email
+    assert order.detail["price"] == "18.00" and order.detail["price_now"] == "18.50"
+    assert order.detail["status"] == "cancelled" and order.user == world.amended.user.email
 
 
 @pytest.mark.parametrize("limit", [1, 4, 50])
@@ -189,7 +189,8 @@ def test_the_page_shows_china_time_and_pages_back(world, regulator):
 
 
 @pytest.mark.parametrize(("params", "field"), [
-    ({"from": "not a time"}, "from"), ({"to": "2026-13-01T00:00:00Z"}, "to"), ({"from": "1999-12-31T00:00:00Z"}, "from"),
+    ({"from": "not a time"}, "from"), ({"to": "2026-13-01T00:00:00Z"}, "to"),
+    ({"from": "1999-12-31T00:00:00Z"}, "from"),
     ({"from": "2026-12-07T10:00:00Z", "to": "2026-12-07T09:00:00Z"}, "to"), ({"kind": "trade,bribe"}, "kind"),
     ({"organisation": "99999999"}, "organisation"), ({"organisation": "-1"}, "organisation"),
     ({"instrument": "NO.SUCH.THING"}, "instrument"), ({"page_size": "0"}, "page_size"),

@@ -34,12 +34,13 @@ def busy_day(fee_tier):
     with connection.cursor() as cursor:
         cursor.execute("""
             INSERT INTO exchange_order (instrument_id, organisation_id, owner_id, client_order_id, side, type, tif,
-                post_only, price_fen, entry_price_fen, qty, remaining, filled, protect_ticks, held_fen, hold_per_lot_fen,
-                status, reason, priority_seq, created_at, updated_at)
+                post_only, price_fen, entry_price_fen, qty, remaining, filled, protect_ticks, held_fen,
+                hold_per_lot_fen, status, reason, priority_seq, created_at, updated_at)
             SELECT CASE WHEN g %% 1000 = 0 THEN %(quiet)s ELSE %(busy)s END,
                    CASE WHEN g %% 1000 = 0 THEN %(c)s WHEN g %% 2 = 0 THEN %(a)s ELSE %(b)s END, 1, 'o' || g,
                    CASE WHEN g %% 2 = 0 THEN 'buy' ELSE 'sell' END, 'limit', 'GTC', false, 2000 + g %% 50,
-                   2000 + g %% 50, 10, 0, 10, 0, 0, 0, 'filled', '', g, %(start)s + g * %(step)s, %(start)s + g * %(step)s
+                   2000 + g %% 50, 10, 0, 10, 0, 0, 0, 'filled', '', g, %(start)s + g * %(step)s,
+                   %(start)s + g * %(step)s
             FROM generate_series(1, %(n)s) g""", {"n": N, "a": a, "b": b, "c": c, "busy": busy.id,
                                                    "quiet": quiet.id, "start": start, "step": step})
         cursor.execute("""

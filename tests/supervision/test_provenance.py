@@ -26,8 +26,9 @@ def other_asset(device_type, catalogue, tomorrow):
     from marketplace.models import Cluster
 
     provider = MembershipFactory(organisation__kind="provider", role="provider_admin")
-    asset = asset_register(provider=provider.organisation, name="Gui'an Hall B", cluster=Cluster.objects.get(code="NX-ZW"),
-                           pue="1.20", green_share="70.00", inventory=[(device_type, 20)])
+    asset = asset_register(provider=provider.organisation, name="Gui'an Hall B",
+                           cluster=Cluster.objects.get(code="NX-ZW"), pue="1.20", green_share="70.00",
+                           inventory=[(device_type, 20)])
     listing_create(asset=asset, device_type=device_type, compute_class=catalogue["classes"]["AI80"], device_count=10,
                    window_start=tomorrow, window_end=tomorrow + timedelta(days=1), reserve_price="15.00")
     return asset
