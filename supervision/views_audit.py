@@ -18,17 +18,12 @@ from marketplace.models import ComputeAsset
 from supervision.audit import (
     KIND_LABELS, KINDS, AuditFilters, audit_csv_chunks, audit_filters_parse, audit_page, describe, page_size_parse,
 )
-from supervision.audit.trail import CHINA
 from supervision.provenance import provenance_asset_report, provenance_chain_report
 from supervision.replay import TRADE_FIELDS, Replay
 from supervision.streaming import streamed
 from supervision.views import console_actor, refused
 
 MARK = "<!--replay-->"
-
-
-def _local(moment) -> str:
-    return moment.astimezone(CHINA).strftime("%Y-%m-%dT%H:%M:%S") if moment else ""
 
 
 @login_required
@@ -63,9 +58,8 @@ def audit(request):
         "kinds": [(kind, KIND_LABELS[kind], kind in filters.kinds and len(filters.kinds) < len(KINDS))
                   for kind in KINDS],
         "organisations": Organisation.objects.order_by("name").values_list("id", "name"),
-        "params": {"organisation": request.GET.get("organisation", ""), "instrument": request.GET.get("instrument", ""),
-                   "from": request.GET.get("from", "") or _local(filters.start),
-                   "to": request.GET.get("to", "") or _local(filters.end)},
+        # As sent: the page's time inputs send China time.
+        "params": {name: request.GET.get(name, "") for name in ("organisation", "instrument", "from", "to")},
     }
     return render(request, "supervision/audit.html", context, status=400 if error else 200)
 

@@ -14,8 +14,8 @@ entry and the engine. The other tables are read by their time column and id, eac
 
 Each branch picks the plan its filters allow: an organisation's rows through the indexes
 that start with the organisation, an instrument's through the instrument's, otherwise the
-time or id index alone. ``tests/supervision/test_audit_plans.py`` checks with EXPLAIN that
-every branch, under every combination of filters, reads through an index.
+time or id index alone (``tests/supervision/test_audit_plans.py`` checks with EXPLAIN that
+no combination of filters leaves a branch without an index to read by).
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 COMMAND_KINDS = ("amend", "cancel", "auction", "uncross", "close", "expire")
 KINDS = ("order", *COMMAND_KINDS, "trade", "supervision", "delivery_started", "delivery_answered", "metering",
          "dispute_opened", "dispute_resolved", "settlement", "payout")
-
 
 
 def _money(sql: str) -> str:
@@ -89,9 +88,11 @@ def _page(query: str, order: str, limit: int | None, newer: bool = False) -> str
 
 
 class Branch:
+    """One kind of record (or a few from one table). Keys: (None, id) for the trading tables,
+    (time, id) for the others (``ByTime``)."""
+
     name: str
     kinds: tuple[str, ...]
-    keyed_by_time = False  # True: (time, id) keys; False: id keys
 
     def wanted(self, scope: Scope) -> bool:
         return bool(scope.kinds.intersection(self.kinds))
@@ -123,8 +124,8 @@ ORDER_SELECT = _money("""
            o.organisation_id AS org, NULL::bigint AS other, o.instrument_id AS ins, o.user_id AS usr,
            jsonb_build_object('order', o.id, 'client_order_id', o.client_order_id, 'side', o.side, 'type', o.type,
                'tif', o.tif, 'post_only', o.post_only, 'price', CNY(coalesce(o.entry_price_fen, o.price_fen)),
-               'qty', o.qty, 'expires_at', o.expires_at, 'status', o.status, 'filled', o.filled, 'remaining', o.remaining,
-               'reason', o.reason, 'price_now', CNY(o.price_fen)) AS detail
+               'qty', o.qty, 'expires_at', o.expires_at, 'status', o.status, 'filled', o.filled,
+               'remaining', o.remaining, 'reason', o.reason, 'price_now', CNY(o.price_fen)) AS detail
 """)
 
 
@@ -250,7 +251,6 @@ ALLOCATION_JOINS = """
 class ByTime(Branch):
     """A branch read by (time, id), newest first, with its allocation-based filters."""
 
-    keyed_by_time = True
     at: str
     key: str
     select: str
