@@ -105,3 +105,31 @@ def test_the_api_names_the_first_difference(day, regulator):
     assert (difference["expected"]["qty"], difference["got"]["qty"]) == (target.qty + 2, target.qty)
     assert difference["got"]["price"] == cny(target.price_fen)
     assert api.get("/api/v1/supervision/replay/NOPE.XX/").status_code == 404
+
+
+@pytest.mark.asyncio
+async def test_the_page_streams_through_the_asgi_server(day, regulator, asgi_closed):
+    """Under ASGI each piece is read on the request's thread, where the replay's transaction
+    and server-side cursors live (supervision.streaming)."""
+    from asgiref.sync import sync_to_async
+    from channels.testing import HttpCommunicator
+    from django.conf import settings
+
+    from exchange.asgi import application
+
+    client = Client()
+    await sync_to_async(client.force_login)(regulator.user)
+    cookie = f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode()
+    communicator = HttpCommunicator(application, "GET", f"/supervision/replay/?instrument={day.instrument.code}",
+                                    headers=[(b"cookie", cookie), (b"host", b"testserver")])
+    await communicator.send_input({"type": "http.request", "body": b""})
+    start = await communicator.receive_output(timeout=60)
+    pieces = []
+    while True:  # a streamed answer: several body messages, the last without more_body
+        message = await communicator.receive_output(timeout=60)
+        pieces.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    page = b"".join(pieces).decode()
+    assert start["status"] == 200 and len(pieces) > 3
+    assert "replayProgress(" in page and "Fills reproduce exactly" in page
