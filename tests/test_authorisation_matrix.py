@@ -121,6 +121,17 @@ TABLE: dict[str, dict[str, int]] = {
     "POST /api/v1/settlement/disputes/{dispute_id}/resolve/": _row(401, 403, 403, 403, 403, 403, 403),
     "GET /api/v1/settlement/settlements/": _row(401, 200, 200, 200, 200, 200, 200),
     "GET /api/v1/settlement/sla-schedule/": everyone(200),
+    # ---- supervision: market statistics, for the regulator (read) only; JSON and CSV.
+    "GET /api/v1/supervision/statistics/volume/": _row(401, 403, 403, 403, 200, 403, 403),
+    "GET /api/v1/supervision/statistics/volume.csv": _row(401, 403, 403, 403, 200, 403, 403),
+    "GET /api/v1/supervision/statistics/price-index/": _row(401, 403, 403, 403, 200, 403, 403),
+    "GET /api/v1/supervision/statistics/price-index.csv": _row(401, 403, 403, 403, 200, 403, 403),
+    "GET /api/v1/supervision/statistics/utilisation/": _row(401, 403, 403, 403, 200, 403, 403),
+    "GET /api/v1/supervision/statistics/utilisation.csv": _row(401, 403, 403, 403, 200, 403, 403),
+    "GET /api/v1/supervision/statistics/green-share/": _row(401, 403, 403, 403, 200, 403, 403),
+    "GET /api/v1/supervision/statistics/green-share.csv": _row(401, 403, 403, 403, 200, 403, 403),
+    "GET /api/v1/supervision/statistics/providers/": _row(401, 403, 403, 403, 200, 403, 403),
+    "GET /api/v1/supervision/statistics/providers.csv": _row(401, 403, 403, 403, 200, 403, 403),
     # ---- pages (with the caller's session)
     "GET /": everyone(200),
     "GET /accounts/sign-in/": _row(200, 302, 302, 302, 302, 302, 302),
@@ -178,6 +189,7 @@ TABLE: dict[str, dict[str, int]] = {
     "GET /settlement/sla/": everyone(200),
     # The supervision console: regulators only.
     "GET /supervision/": _row(302, 403, 403, 403, 200, 403, 403),
+    "GET /supervision/statistics/": _row(302, 403, 403, 403, 200, 403, 403),
 }
 
 
