@@ -21,6 +21,15 @@
     return bucket.length === 10 ? daySeconds(bucket) : Date.parse(bucket) / 1000;
   }
 
+  // Unix seconds → China-time "MM-DD", "HH:00" or "YYYY-MM-DD HH:00" (24-hour, as readers here expect).
+  function two(n) { return (n < 10 ? "0" : "") + n; }
+  function chinaText(ts, form, hourly) {
+    var d = new Date((ts + 8 * 3600) * 1000);
+    var day = two(d.getUTCMonth() + 1) + "-" + two(d.getUTCDate()), hour = two(d.getUTCHours()) + ":00";
+    if (form === "full") return d.getUTCFullYear() + "-" + day + (hourly ? " " + hour : "");
+    return form === "hour" && d.getUTCHours() !== 0 ? hour : day;
+  }
+
   function number(value) { return value === null || value === undefined ? null : Number(value); }
 
   // Rows → uPlot data: the sorted times, and one series per key with `fill` where a key has no row.
@@ -39,6 +48,10 @@
 
   function classHub(row) { return row.compute_class + "·" + row.hub; }
 
+  // The x axis spans the filter's days, so a range with a few figures still reads as a range.
+  var range = figures.volume.filter;
+  var xRange = [daySeconds(range.from), daySeconds(range.to) + 86400];
+
   function timeChart(element, title, unit, pivoted, options) {
     options = options || {};
     var many = pivoted.data[0].length > 60;
@@ -47,11 +60,17 @@
       opts: {
         title: title, height: 280,
         tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1000), "Asia/Shanghai"); },
-        scales: {x: {time: true}, y: options.percent ? {range: [0, 100]} : {}},
-        series: [{label: text.time}].concat(pivoted.labels.map(function (label, n) {
-          return {label: label, stroke: color(n), width: 2, points: {show: !many}, spanGaps: false};
-        })),
-        axes: [{}, {label: unit, size: 70}],
+        scales: {x: {time: true, range: function () { return xRange; }},
+                 y: options.percent ? {range: [0, 100]} : {}},
+        series: [{label: text.time, value: function (u, ts) {
+          return ts === null ? "–" : chinaText(ts, "full", options.hourly);
+        }}]
+          .concat(pivoted.labels.map(function (label, n) {
+            return {label: label, stroke: color(n), width: 2, points: {show: !many, size: 7}, spanGaps: false};
+          })),
+        axes: [{values: function (u, splits, axis, space, incr) {
+          return splits.map(function (ts) { return chinaText(ts, incr < 86400 ? "hour" : "day"); });
+        }}, {label: unit, size: 70}],
       },
       data: pivoted.data,
     };
@@ -96,7 +115,8 @@
       var rows = figures.volume.rows;
       var pivoted = pivot(rows, function (r) { return bucketSeconds(r.bucket); }, classHub,
                           name === "volume" ? function (r) { return r.volume_scu_h; } : function (r) { return number(r.value); }, 0);
-      return timeChart(element, text[name], name === "volume" ? "SCU·h" : "CNY", pivoted);
+      return timeChart(element, text[name], name === "volume" ? "SCU·h" : "CNY", pivoted,
+                       {hourly: range.interval === "hour"});
     }
     var day = function (r) { return daySeconds(r.day); };
     if (name === "price_index") {
