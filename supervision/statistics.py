@@ -95,10 +95,11 @@ def filter_from_params(params, *, today: date) -> StatisticsFilter:
     """The filter a query names: ``from`` and ``to`` (China days, both included; the last
     30 days by default), ``compute_class``, ``hub``, ``interval`` (``day`` or ``hour``; by the
     hour for ranges of two days or less). AppError 400 naming the field otherwise."""
-    last = _day(params, "to") or today
-    first = _day(params, "from") or last - timedelta(days=DEFAULT_DAYS - 1)
-    if first < EARLIEST:
-        first = EARLIEST
+    first, last = _day(params, "from"), _day(params, "to")
+    if last is None:
+        last = max(today, first) if first else today  # a range starting later than today is that day
+    if first is None:
+        first = max(last - timedelta(days=DEFAULT_DAYS - 1), EARLIEST)
     if last < first:
         raise _invalid("to", _("The range ends (%(to)s) before it starts (%(from)s).") % {"to": last, "from": first})
     days = (last - first).days + 1

@@ -50,7 +50,8 @@ def statistics_page(request):
     figures = {name.replace("-", "_"): statistic_build(name=name, f=f) for name in STATISTICS}
     query = urlencode(f.query())
     context.update(
-        values=f.as_dict(), figures=figures,
+        # The chosen interval, not the one an empty choice led to: a shorter range may change it.
+        values={**f.as_dict(), "interval": context["values"]["interval"]}, figures=figures,
         csv={name.replace("-", "_"): f"{reverse(f'api:statistics-{name}-csv')}?{query}" for name in STATISTICS},
     )
     return render(request, "supervision/statistics.html", context)

@@ -16,7 +16,7 @@ from rest_framework.test import APIClient
 from marketplace.periods import china_today
 from supervision.statistics import STATISTICS
 from tests.conftest import token_client
-from tests.exchange.conftest import fee_tier  # noqa: F401 (a fixture)
+from tests.exchange.conftest import ensure_catalogue, fee_tier  # noqa: F401 (a fixture)
 from tests.factories import MembershipFactory
 from tests.settlement.conftest import sla_schedule  # noqa: F401 (a fixture)
 from tests.supervision.statistics_market import statistics_market_make
@@ -109,6 +109,9 @@ def test_default_range_is_the_last_30_days_in_china_time(regulator):
     assert body["rows"] == []
     short = token_client(regulator, ("read",)).get(f"{BASE}volume/", {"from": today.isoformat()}).json()
     assert short["filter"]["interval"] == "hour"
+    later = (today + timedelta(days=3)).isoformat()  # a range that starts after today is that one day
+    assert token_client(regulator, ("read",)).get(f"{BASE}utilisation/", {"from": later}).json()["filter"] == {
+        "from": later, "to": later, "compute_class": None, "hub": None, "interval": "hour"}
 
 
 def test_each_csv_holds_the_rows_the_api_answers(market):
@@ -154,6 +157,7 @@ def test_the_page_in_chinese(client, market):
 
 
 def test_the_page_reads_a_fixed_number_of_queries(client, regulator, fee_tier, sla_schedule):  # noqa: F811
+    ensure_catalogue()
     client.force_login(regulator.user)
     params = {"from": (_today() - timedelta(days=3)).isoformat(), "to": _today().isoformat(), "compute_class": "AI80"}
     client.get(PAGE, params)  # warm: the session, content types
