@@ -4,4 +4,5 @@ from django.urls import include, path
 
 urlpatterns: list = [
     path("statistics/", include("supervision.api_urls_statistics")),
+    path("", include("supervision.api_urls_instruments")),
 ]
