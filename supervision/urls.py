@@ -6,4 +6,5 @@ app_name = "supervision"
 urlpatterns = [
     path("", views.console_home, name="home"),
     path("statistics/", include("supervision.urls_statistics")),
+    path("instruments/", include("supervision.urls_instruments")),
 ]
