@@ -132,6 +132,22 @@ TABLE: dict[str, dict[str, int]] = {
     "GET /api/v1/supervision/statistics/green-share.csv": _row(401, 403, 403, 403, 200, 403, 403),
     "GET /api/v1/supervision/statistics/providers/": _row(401, 403, 403, 403, 200, 403, 403),
     "GET /api/v1/supervision/statistics/providers.csv": _row(401, 403, 403, 403, 200, 403, 403),
+    # ---- supervision: instruments. The console reads for regulators only; every action needs
+    # `supervise`, which the matrix's read-only regulator token lacks (403; tests/supervision cover it).
+    "GET /api/v1/supervision/classes/": _row(401, 403, 403, 403, 200, 403, 403),
+    "GET /api/v1/supervision/hubs/": _row(401, 403, 403, 403, 200, 403, 403),
+    "GET /api/v1/supervision/instruments/": _row(401, 403, 403, 403, 200, 403, 403),
+    "GET /api/v1/supervision/instruments/{code}/": _row(401, 403, 403, 403, 200, 403, 403),
+    "POST /api/v1/supervision/instruments/{code}/halt/": _row(401, 403, 403, 403, 403, 403, 403),
+    "POST /api/v1/supervision/instruments/{code}/resume/": _row(401, 403, 403, 403, 403, 403, 403),
+    "POST /api/v1/supervision/instruments/{code}/open/": _row(401, 403, 403, 403, 403, 403, 403),
+    "POST /api/v1/supervision/instruments/{code}/band/": _row(401, 403, 403, 403, 403, 403, 403),
+    "POST /api/v1/supervision/classes/{code}/halt/": _row(401, 403, 403, 403, 403, 403, 403),
+    "POST /api/v1/supervision/classes/{code}/resume/": _row(401, 403, 403, 403, 403, 403, 403),
+    "POST /api/v1/supervision/hubs/{code}/halt/": _row(401, 403, 403, 403, 403, 403, 403),
+    "POST /api/v1/supervision/hubs/{code}/resume/": _row(401, 403, 403, 403, 403, 403, 403),
+    "POST /api/v1/supervision/market/halt/": _row(401, 403, 403, 403, 403, 403, 403),
+    "POST /api/v1/supervision/market/resume/": _row(401, 403, 403, 403, 403, 403, 403),
     # ---- pages (with the caller's session)
     "GET /": everyone(200),
     "GET /accounts/sign-in/": _row(200, 302, 302, 302, 302, 302, 302),
@@ -190,6 +206,13 @@ TABLE: dict[str, dict[str, int]] = {
     # The supervision console: regulators only.
     "GET /supervision/": _row(302, 403, 403, 403, 200, 403, 403),
     "GET /supervision/statistics/": _row(302, 403, 403, 403, 200, 403, 403),
+    # Instruments; the regulator's session has `supervise`: an empty action form is invalid (400).
+    "GET /supervision/instruments/": _row(302, 403, 403, 403, 200, 403, 403),
+    "GET /supervision/instruments/classes/": _row(302, 403, 403, 403, 200, 403, 403),
+    "GET /supervision/instruments/hubs/": _row(302, 403, 403, 403, 200, 403, 403),
+    "GET /supervision/instruments/actions/": _row(302, 405, 405, 405, 405, 405, 405),
+    "POST /supervision/instruments/actions/": _row(302, 403, 403, 403, 400, 403, 403),
+    "GET /supervision/instruments/<str:code>/": _row(302, 403, 403, 403, 200, 403, 403),
 }
 
 
