@@ -64,6 +64,8 @@ def test_halting_and_resuming_from_the_pages(client, regulator, instruments):
     assert response.redirect_chain == [(back, 302)]
     assert f"Halted: {nx24.code}. 0 open orders are being cancelled." in response.content.decode()
     assert state(nx24) == "halted" and 'id="resume"' in response.content.decode()
+    # Halted: the halt form only cancels what is left (a plain halt again would change nothing).
+    assert '<input type="hidden" name="orders" value="cancel">' in response.content.decode()
     assert "Test halt" in response.content.decode()  # the instrument's history
 
     response = client.post("/supervision/instruments/actions/", {
