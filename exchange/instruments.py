@@ -236,7 +236,12 @@ def orders_cancel_all(*, instrument_ids) -> list[tuple[int, int, int]]:
 def instrument_band_set(*, instrument: Instrument, band_bps: int) -> tuple[Instrument, int]:
     """Set the price band (basis points either side of the reference price); return the
     instrument and the band it had. Order entry reads the row for every order; the engine
-    reads the band before its next batch of the instrument (``Inbox._read_halts``)."""
+    reads the band before its next batch of the instrument (``Inbox._read_halts``).
+
+    A narrower band is safe at once. A wider one meets a market bid whose entry read the
+    old band (and held for its top) only if that entry was under way as this commits; such
+    a bid can then pay up to the new top, the difference coming from its organisation's
+    available funds (the engine sets the order aside if they do not cover it)."""
     instrument = Instrument.objects.select_for_update().get(pk=instrument.pk)
     if instrument.state == State.CLOSED:
         raise AppError("wrong_state", f"{instrument.code} is closed.", status_code=409)
