@@ -19,7 +19,6 @@ from datetime import date, timedelta
 from django.db import transaction
 from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
-from django.utils import timezone
 
 from accounts.access import Actor, check_supervisor
 from exchange import instruments as lifecycle
