@@ -10,7 +10,6 @@ nothing of the access credentials.
 import json
 from datetime import timedelta
 from decimal import Decimal
-from importlib import import_module
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -35,13 +34,11 @@ def chain_traded(buyer, provider, regulator) -> dict:
     from settlement.models import SlaCreditStep
     from tests.exchange.conftest import list_capacity, make_instrument
     from tests.factories import MembershipFactory
-    from tests.settlement.conftest import Market, allocation_of
+    from tests.settlement.conftest import Market, allocation_of, sla_schedule_ensure
 
     FeeTier.objects.get_or_create(code="standard", defaults=dict(name="Standard", maker_bps=2, taker_bps=5,
                                                                  is_default=True))
-    # A transactional test empties every table, the data migration's SLA schedule included.
-    for below_bp, credit_bp in import_module("settlement.migrations.0002_sla_schedule").DEFAULT_STEPS:
-        SlaCreditStep.objects.get_or_create(below_bp=below_bp, defaults={"credit_bp": credit_bp})
+    sla_schedule_ensure()
     market = Market(make_instrument())
     reseller = MembershipFactory(organisation__kind="buyer", role="trader")
     owner_a, owner_b = (MembershipFactory(organisation__kind="provider", role="provider_admin") for _ in range(2))
