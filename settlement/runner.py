@@ -27,11 +27,16 @@ shard's advisory lock as the engine's do, so one runs per shard and others stand
 
 from __future__ import annotations
 
+import gc
 import logging
+import queue
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from functools import partial
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -48,16 +53,31 @@ ADVISORY_LOCK_CLASS = 0x7374  # "st": settlement shards (the engine's class is "
 K = LedgerAccount.Kind
 J = Journal.Kind
 ONE = Decimal(1)
+# The kinds as plain strings: looked up several times per allocation, an enum member costs
+# twice as much as a string in a dictionary key.
+AVAILABLE, ESCROW, PAYABLE, DEBT, RECEIVABLE = (K.AVAILABLE.value, K.ESCROW.value, K.PAYABLE.value, K.DEBT.value,
+                                                K.RECEIVABLE.value)
+NULL = "\\N"  # COPY's text format
+# Allocations worked out per write handed to the writer thread (see _Writer).
+CHUNK = 1000
+
+# The shard's ended instruments first, in a query of their own: given as a list, the
+# planner can estimate how many trades are due (behind "instrument_id % shards = shard"
+# it guessed 0.5 %, joined every unsettled allocation and sorted them on disk for each
+# batch); with the estimate it walks the unsettled index backwards and stops at the limit.
+ENDED_SQL = """
+    SELECT id, code, delivery_start FROM exchange_instrument
+    WHERE delivery_end <= %(cutoff)s AND id %% %(shards)s = %(shard)s
+"""
 
 DUE_SQL = """
     SELECT a.id, a.trade_id, a.holder_id, a.source_id, a.scu_h, a.resold_scu_h,
-           t.price_fen, t.qty, t.seller_id, t.seller_fee_fen, i.delivery_start, i.code, l.factor, l.asset_id
+           t.price_fen, t.qty, t.seller_id, t.seller_fee_fen, t.instrument_id, l.factor, l.asset_id
     FROM exchange_allocation a
     JOIN exchange_trade t ON t.id = a.trade_id
-    JOIN exchange_instrument i ON i.id = t.instrument_id
     JOIN marketplace_listingperiod p ON p.id = a.listing_period_id
     JOIN marketplace_listing l ON l.id = p.listing_id
-    WHERE a.settled_at IS NULL AND i.delivery_end <= %(cutoff)s AND t.instrument_id %% %(shards)s = %(shard)s
+    WHERE a.settled_at IS NULL AND t.instrument_id = ANY(%(instruments)s::bigint[])
       AND NOT EXISTS (SELECT 1 FROM settlement_dispute d WHERE d.allocation_id = a.id AND d.state = 'open')
       AND NOT EXISTS (SELECT 1 FROM exchange_allocation c WHERE c.source_id = a.id AND c.settled_at IS NULL)
     ORDER BY a.id DESC
@@ -98,6 +118,36 @@ class Batch:
     settled_by_asset: dict[int, list] = field(default_factory=dict)
 
 
+_gc_lock = threading.Lock()
+_gc_pauses = 0
+_gc_was_enabled = False
+
+
+@contextmanager
+def cyclic_gc_paused():
+    """No cyclic garbage collection while a batch runs (reference counting still frees).
+
+    A batch makes a few hundred thousand short-lived, acyclic tuples and dicts; the
+    collections they triggered walked the whole heap several times per batch. Counted, so
+    runners on several threads of one process (the tests) turn it back on only when the
+    last batch ends. (exchange.engine.runner has the engine's own: importing it here would
+    load numba into every settlement process.)
+    """
+    global _gc_pauses, _gc_was_enabled
+    with _gc_lock:
+        if _gc_pauses == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_pauses += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_pauses -= 1
+            if _gc_pauses == 0 and _gc_was_enabled:
+                gc.enable()
+
+
 def _half_up(numerator: int, denominator: int) -> int:
     return (2 * numerator + denominator) // (2 * denominator)
 
@@ -107,6 +157,8 @@ def largest_remainder(total: int, shares: list[tuple[int, int]]) -> list[tuple[i
     ``(organisation id, share bp, fen)`` whose fen sum exactly to ``total``. The fen left
     by rounding down go one each to the largest remainders (ties: larger share, then
     lower organisation id)."""
+    if len(shares) == 1 and shares[0][1] == 10000:  # one owner: no rounding (most assets)
+        return [(shares[0][0], 10000, total)]
     parts = [(org, bp, total * bp // 10000, total * bp % 10000) for org, bp in shares]
     left = total - sum(p[2] for p in parts)
     order = sorted(range(len(parts)), key=lambda n: (-parts[n][3], -parts[n][1], parts[n][0]))
@@ -151,7 +203,7 @@ class SettlementRunner:
         steps = self._sla_steps()
         total = 0
         while True:
-            with transaction.atomic():
+            with cyclic_gc_paused(), transaction.atomic():
                 settled = self._settle_batch(cutoff=cutoff, steps=steps, now=now)
             total += settled
             if settled == 0:
@@ -181,9 +233,12 @@ class SettlementRunner:
 
     def _settle_batch(self, *, cutoff: datetime, steps, now: datetime) -> int:
         with connection.cursor() as cursor:
-            cursor.execute(DUE_SQL, {"cutoff": cutoff, "shards": self.shards, "shard": self.shard,
-                                     "limit": self.batch_size})
-            due = [Due(*row) for row in cursor.fetchall()]
+            cursor.execute(ENDED_SQL, {"cutoff": cutoff, "shards": self.shards, "shard": self.shard})
+            ended = {instrument_id: (code, start) for instrument_id, code, start in cursor.fetchall()}
+            if not ended:
+                return 0
+            cursor.execute(DUE_SQL, {"instruments": pg_array(sorted(ended)), "limit": self.batch_size})
+            due = [Due(*row[:10], *ended[row[10]][::-1], *row[11:]) for row in cursor.fetchall()]
         if not due:
             return 0
         ids = pg_array([d.id for d in due])
@@ -197,10 +252,24 @@ class SettlementRunner:
         orgs |= {creditor for rows in debts.values() for _, creditor, _ in rows if creditor}
         accounts, balances = self._lock_accounts(sorted(orgs))
         batch = Batch()
-        for d in due:
-            self._settle_one(d, delivered_own.get(d.id, 0) + children.get(d.id, 0), fee_shares[d.id], steps,
-                             owners, debts, accounts, balances, batch)
-        self._write(batch, due, accounts, balances, now)
+        stamp = now.isoformat()
+        # PostgreSQL stores one chunk while this thread works out the next (see _Writer).
+        writer = _Writer(connection)
+        try:
+            writer.submit(lambda cursor: cursor.execute(
+                "UPDATE exchange_allocation SET settled_at = %s WHERE id = ANY(%s::bigint[])", [now, ids]))
+            for start in range(0, len(due), CHUNK):
+                marks = (len(batch.journals), len(batch.legs), len(batch.settlements), len(batch.payouts))
+                for d in due[start:start + CHUNK]:
+                    self._settle_one(d, delivered_own.get(d.id, 0) + children.get(d.id, 0), fee_shares[d.id], steps,
+                                     owners, debts, accounts, balances, batch)
+                writer.submit(partial(self._write_chunk, journals=batch.journals[marks[0]:],
+                                      legs=batch.legs[marks[1]:], first=marks[0],
+                                      settlements=batch.settlements[marks[2]:], payouts=batch.payouts[marks[3]:],
+                                      stamp=stamp))
+        finally:
+            writer.join()
+        self._write(batch, stamp)
         return len(due)
 
     @staticmethod
@@ -311,25 +380,27 @@ class SettlementRunner:
         refunded = d.scu_h - delivered
         price = d.price_fen
         paid, refund, value = delivered * price, refunded * price, d.scu_h * price
-        credit_bp = sla_credit_bp(delivered, d.scu_h, steps)
-        credit = _half_up(value * credit_bp, 10000)
+        # Delivered in full earns no credit: no step's threshold is above 10,000 bp.
+        credit_bp = sla_credit_bp(delivered, d.scu_h, steps) if refunded else 0
+        credit = _half_up(value * credit_bp, 10000) if credit_bp else 0
         holder, seller = d.holder_id, d.seller_id
-        escrow, holder_available = accounts[(holder, K.ESCROW)], accounts[(holder, K.AVAILABLE)]
-        payable, seller_available = accounts[(seller, K.PAYABLE)], accounts[(seller, K.AVAILABLE)]
-        seller_debt = accounts[(seller, K.DEBT)]
+        escrow, holder_available = accounts[(holder, ESCROW)], accounts[(holder, AVAILABLE)]
+        payable, seller_available = accounts[(seller, PAYABLE)], accounts[(seller, AVAILABLE)]
+        seller_debt = accounts[(seller, DEBT)]
+        journals, all_legs, trade_id, allocation_id = batch.journals, batch.legs, d.trade_id, d.id
 
         def journal(kind: str, legs: list[tuple[int, int]], memo: str = "") -> None:
-            n = len(batch.journals)
-            batch.journals.append((kind, d.trade_id, d.id, memo))
+            n = len(journals)
+            journals.append((kind, trade_id, allocation_id, memo))
             for account, amount in legs:
                 if amount:
-                    batch.legs.append((n, account, amount))
+                    all_legs.append((n, account, amount))
                     balances[account] += amount
 
         if paid:
-            journal(J.SETTLEMENT, [(escrow, -paid), (payable, paid)])
+            journal(J.SETTLEMENT.value, [(escrow, -paid), (payable, paid)])
         if refund:
-            journal(J.REFUND, [(escrow, -refund), (holder_available, refund)])
+            journal(J.REFUND.value, [(escrow, -refund), (holder_available, refund)])
         cover = paid - fee  # what the proceeds leave after the fee share charged at the trade
         credit_debt = fee_debt = 0
         from_proceeds = 0
@@ -338,20 +409,20 @@ class SettlementRunner:
             from_available = min(credit - from_proceeds, max(balances[seller_available], 0))
             credit_debt = credit - from_proceeds - from_available
             if from_proceeds + from_available:
-                journal(J.SLA_CREDIT, [(payable, -from_proceeds), (seller_available, -from_available),
+                journal(J.SLA_CREDIT.value, [(payable, -from_proceeds), (seller_available, -from_available),
                                        (holder_available, from_proceeds + from_available)])
             if credit_debt:
-                journal(J.DEBT, [(seller_debt, -credit_debt), (accounts[(holder, K.RECEIVABLE)], credit_debt)],
+                journal(J.DEBT.value, [(seller_debt, -credit_debt), (accounts[(holder, RECEIVABLE)], credit_debt)],
                         "SLA credit the seller could not pay")
                 batch.debts.append((seller, holder, d.id, credit_debt))
         if cover < 0:
             from_available = min(-cover, max(balances[seller_available], 0))
             if from_available:
-                journal(J.SETTLEMENT, [(seller_available, -from_available), (payable, from_available)],
+                journal(J.SETTLEMENT.value, [(seller_available, -from_available), (payable, from_available)],
                         "fees beyond the proceeds")
             fee_debt = -cover - from_available
             if fee_debt:
-                journal(J.DEBT, [(seller_debt, -fee_debt), (payable, fee_debt)], "fees owed to the exchange")
+                journal(J.DEBT.value, [(seller_debt, -fee_debt), (payable, fee_debt)], "fees owed to the exchange")
                 batch.debts.append((seller, None, d.id, fee_debt))
         left = max(cover, 0) - from_proceeds
         repaid = 0
@@ -364,10 +435,10 @@ class SettlementRunner:
                 continue
             legs = [(payable, -take), (seller_debt, take)]
             if creditor:
-                legs += [(accounts[(creditor, K.RECEIVABLE)], -take), (accounts[(creditor, K.AVAILABLE)], take)]
+                legs += [(accounts[(creditor, RECEIVABLE)], -take), (accounts[(creditor, AVAILABLE)], take)]
                 batch.events.append((creditor, {"type": "debt.repaid", "allocation_id": d.id, "debt_id": debt_id,
                                                 "debtor_id": seller, "amount": cny(take)}))
-            journal(J.DEBT_REPAYMENT, legs)
+            journal(J.DEBT_REPAYMENT.value, legs)
             row[2] -= take
             batch.repaid[debt_id] = batch.repaid.get(debt_id, 0) + take
             left -= take
@@ -375,7 +446,7 @@ class SettlementRunner:
         parts = largest_remainder(left, owners[(d.asset_id, d.delivery_start)] if d.source_id is None
                                   else [(seller, 10000)]) if left else []
         if parts:
-            journal(J.PAYOUT, [(payable, -left)] + [(accounts[(org, K.AVAILABLE)], fen) for org, _, fen in parts])
+            journal(J.PAYOUT.value, [(payable, -left)] + [(accounts[(org, AVAILABLE)], fen) for org, _, fen in parts])
             for org, bp, fen in parts:
                 batch.payouts.append((d.id, org, bp, fen))
                 batch.events.append((org, {"type": "payout.received", "allocation_id": d.id, "trade_id": d.trade_id,
@@ -395,54 +466,54 @@ class SettlementRunner:
 
     # writing
 
-    def _next_ids(self, table: str, count: int) -> list[int]:
-        with connection.cursor() as cursor:
-            sequence = self._sequences.get(table)
-            if sequence is None:
-                cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [table])
-                sequence = self._sequences[table] = cursor.fetchone()[0]
-            cursor.execute("SELECT nextval(%s::regclass) FROM generate_series(1, %s)", [sequence, count])
-            return [row[0] for row in cursor.fetchall()]
+    def _next_ids(self, cursor, table: str, count: int) -> list[int]:
+        sequence = self._sequences.get(table)
+        if sequence is None:
+            cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [table])
+            sequence = self._sequences[table] = cursor.fetchone()[0]
+        cursor.execute("SELECT nextval(%s::regclass) FROM generate_series(1, %s)", [sequence, count])
+        return [row[0] for row in cursor.fetchall()]
 
-    def _write(self, batch: Batch, due: list[Due], accounts, balances, now: datetime) -> None:
+    # COPY's text is built with one f-string per row and sent in one piece (write_row adapts
+    # every value on its own: a third of the runner's Python time). Every value is an
+    # integer, a fixed word or the batch's timestamp: nothing needs escaping.
+
+    def _write_chunk(self, cursor, *, journals, legs, first: int, settlements, payouts, stamp: str) -> None:
+        """One chunk's journals (``first``: the batch index of the first), legs, settlements and payouts."""
+        if journals:
+            journal_ids = self._next_ids(cursor, "exchange_journal", len(journals))
+            _copy(cursor, "COPY exchange_journal (id, kind, trade_id, allocation_id, memo, created_at) FROM STDIN",
+                  [f"{journal_id}\t{kind}\t{trade_id}\t{allocation_id}\t{memo}\t{stamp}\n"
+                   for journal_id, (kind, trade_id, allocation_id, memo) in zip(journal_ids, journals)])
+            _copy(cursor, "COPY exchange_ledgerleg (journal_id, account_id, amount_fen) FROM STDIN",
+                  [f"{journal_ids[n - first]}\t{account}\t{amount}\n" for n, account, amount in legs])
+        if settlements:
+            _copy(cursor, "COPY settlement_settlement (allocation_id, trade_id, holder_id, seller_id, price_fen, scu_h, "
+                          "delivered_scu_h, refunded_scu_h, paid_fen, refund_fen, fee_fen, sla_credit_bp, sla_credit_fen, "
+                          "credit_debt_fen, fee_debt_fen, debt_repaid_fen, payout_fen, settled_at) FROM STDIN",
+                  ["\t".join(map(str, row)) + f"\t{stamp}\n" for row in settlements])
+        if payouts:
+            _copy(cursor, "COPY settlement_payout (settlement_id, organisation_id, share_bp, amount_fen) FROM STDIN",
+                  [f"{allocation_id}\t{org}\t{bp}\t{fen}\n" for allocation_id, org, bp, fen in payouts])
+
+    def _write(self, batch: Batch, stamp: str) -> None:
+        """What the batch writes once its chunks are stored: debts, balances, provenance, events."""
         from marketplace.services import provenance_append_many
 
-        journal_ids = self._next_ids("exchange_journal", len(batch.journals)) if batch.journals else []
         deltas: dict[int, int] = {}
         for _, account, amount in batch.legs:
             deltas[account] = deltas.get(account, 0) + amount
         with connection.cursor() as cursor:
-            if journal_ids:
-                with cursor.copy("COPY exchange_journal (id, kind, order_id, trade_id, allocation_id, memo, created_at) "
-                                 "FROM STDIN") as copy:
-                    for journal_id, (kind, trade_id, allocation_id, memo) in zip(journal_ids, batch.journals):
-                        copy.write_row((journal_id, kind, None, trade_id, allocation_id, memo, now))
-                with cursor.copy("COPY exchange_ledgerleg (journal_id, account_id, amount_fen) FROM STDIN") as copy:
-                    for n, account, amount in batch.legs:
-                        copy.write_row((journal_ids[n], account, amount))
-            with cursor.copy("COPY settlement_settlement (allocation_id, trade_id, holder_id, seller_id, price_fen, "
-                             "scu_h, delivered_scu_h, refunded_scu_h, paid_fen, refund_fen, fee_fen, sla_credit_bp, "
-                             "sla_credit_fen, credit_debt_fen, fee_debt_fen, debt_repaid_fen, payout_fen, settled_at) "
-                             "FROM STDIN") as copy:
-                for row in batch.settlements:
-                    copy.write_row((*row, now))
-            if batch.payouts:
-                with cursor.copy("COPY settlement_payout (settlement_id, organisation_id, share_bp, amount_fen) "
-                                 "FROM STDIN") as copy:
-                    for row in batch.payouts:
-                        copy.write_row(row)
             if batch.debts:
-                with cursor.copy("COPY settlement_debt (debtor_id, creditor_id, settlement_id, amount_fen, repaid_fen, "
-                                 "created_at) FROM STDIN") as copy:
-                    for debtor, creditor, allocation_id, amount in batch.debts:
-                        copy.write_row((debtor, creditor, allocation_id, amount, 0, now))
+                _copy(cursor, "COPY settlement_debt (debtor_id, creditor_id, settlement_id, amount_fen, repaid_fen, "
+                              "created_at) FROM STDIN",
+                      [f"{debtor}\t{NULL if creditor is None else creditor}\t{allocation_id}\t{amount}\t0\t{stamp}\n"
+                       for debtor, creditor, allocation_id, amount in batch.debts])
             if batch.repaid:
                 debt_ids = sorted(batch.repaid)
                 cursor.execute("UPDATE settlement_debt d SET repaid_fen = d.repaid_fen + r.fen "
                                "FROM unnest(%s::bigint[], %s::bigint[]) AS r(id, fen) WHERE d.id = r.id",
                                [pg_array(debt_ids), pg_array([batch.repaid[i] for i in debt_ids])])
-            cursor.execute("UPDATE exchange_allocation SET settled_at = %s WHERE id = ANY(%s::bigint[])",
-                           [now, pg_array([d.id for d in due])])
             if deltas:
                 ids = sorted(deltas)
                 cursor.execute("UPDATE exchange_ledgeraccount a SET balance = a.balance + d.delta "
@@ -451,6 +522,51 @@ class SettlementRunner:
         provenance_append_many(events=[(asset_id, "capacity_settled", {"allocations": rows}, None)
                                        for asset_id, rows in sorted(batch.settled_by_asset.items())])
         private_events_send(batch.events)
+
+
+class _Writer:
+    """A batch's bulk writes on a thread of their own, in order, on the runner's connection.
+
+    PostgreSQL spends longer storing a chunk of settlements (journals, legs, settlements,
+    payouts, each row in every index) than Python spends working them out; with the writes
+    here, the two overlap instead of taking turns. The connection and its transaction are the
+    batch's: the runner's thread does not use it between the first ``submit`` and ``join``,
+    which waits for every write and raises the first that failed (then the batch rolls back
+    whole, as before).
+    """
+
+    def __init__(self, django_connection):
+        self._connection = django_connection
+        self._raw = django_connection.connection
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="settlement-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, job) -> None:
+        """``job(cursor)``, after the jobs submitted before it."""
+        self._jobs.put(job)
+
+    def _run(self) -> None:
+        with self._raw.cursor() as cursor:
+            while (job := self._jobs.get()) is not None:
+                if self._error is None:
+                    try:
+                        job(cursor)
+                    except BaseException as exc:  # noqa: BLE001 - raised again by join()
+                        self._error = exc
+
+    def join(self) -> None:
+        self._jobs.put(None)
+        self._thread.join()
+        if self._error is not None:
+            with self._connection.wrap_database_errors:  # as Django's own cursors raise them
+                raise self._error
+
+
+def _copy(cursor, sql: str, lines: list[str]) -> None:
+    with cursor.copy(sql) as copy:
+        copy.write("".join(lines))
 
 
 def settle(*, now: datetime | None = None, skip_dispute_window: bool = False) -> int:
