@@ -53,10 +53,13 @@ ADVISORY_LOCK_CLASS = 0x7374  # "st": settlement shards (the engine's class is "
 K = LedgerAccount.Kind
 J = Journal.Kind
 ONE = Decimal(1)
-# The kinds as plain strings: looked up several times per allocation, an enum member costs
-# twice as much as a string in a dictionary key.
+# The kinds as plain strings: used several times per allocation, an enum member costs a
+# descriptor call to read and twice a string's time as a dictionary key.
 AVAILABLE, ESCROW, PAYABLE, DEBT, RECEIVABLE = (K.AVAILABLE.value, K.ESCROW.value, K.PAYABLE.value, K.DEBT.value,
                                                 K.RECEIVABLE.value)
+SETTLEMENT, REFUND, SLA_CREDIT, DEBT_RECORDED, DEBT_REPAYMENT, PAYOUT = (
+    J.SETTLEMENT.value, J.REFUND.value, J.SLA_CREDIT.value, J.DEBT.value, J.DEBT_REPAYMENT.value, J.PAYOUT.value)
+ZERO = cny(0)  # most allocations' credits, refunds and debts: not formatted again each time
 NULL = "\\N"  # COPY's text format
 # Allocations worked out per write handed to the writer thread (see _Writer).
 CHUNK = 1000
@@ -86,7 +89,7 @@ DUE_SQL = """
 """
 
 
-@dataclass
+@dataclass(slots=True)
 class Due:
     id: int
     trade_id: int
@@ -398,9 +401,9 @@ class SettlementRunner:
                     balances[account] += amount
 
         if paid:
-            journal(J.SETTLEMENT.value, [(escrow, -paid), (payable, paid)])
+            journal(SETTLEMENT, [(escrow, -paid), (payable, paid)])
         if refund:
-            journal(J.REFUND.value, [(escrow, -refund), (holder_available, refund)])
+            journal(REFUND, [(escrow, -refund), (holder_available, refund)])
         cover = paid - fee  # what the proceeds leave after the fee share charged at the trade
         credit_debt = fee_debt = 0
         from_proceeds = 0
@@ -409,20 +412,20 @@ class SettlementRunner:
             from_available = min(credit - from_proceeds, max(balances[seller_available], 0))
             credit_debt = credit - from_proceeds - from_available
             if from_proceeds + from_available:
-                journal(J.SLA_CREDIT.value, [(payable, -from_proceeds), (seller_available, -from_available),
+                journal(SLA_CREDIT, [(payable, -from_proceeds), (seller_available, -from_available),
                                        (holder_available, from_proceeds + from_available)])
             if credit_debt:
-                journal(J.DEBT.value, [(seller_debt, -credit_debt), (accounts[(holder, RECEIVABLE)], credit_debt)],
+                journal(DEBT_RECORDED, [(seller_debt, -credit_debt), (accounts[(holder, RECEIVABLE)], credit_debt)],
                         "SLA credit the seller could not pay")
                 batch.debts.append((seller, holder, d.id, credit_debt))
         if cover < 0:
             from_available = min(-cover, max(balances[seller_available], 0))
             if from_available:
-                journal(J.SETTLEMENT.value, [(seller_available, -from_available), (payable, from_available)],
+                journal(SETTLEMENT, [(seller_available, -from_available), (payable, from_available)],
                         "fees beyond the proceeds")
             fee_debt = -cover - from_available
             if fee_debt:
-                journal(J.DEBT.value, [(seller_debt, -fee_debt), (payable, fee_debt)], "fees owed to the exchange")
+                journal(DEBT_RECORDED, [(seller_debt, -fee_debt), (payable, fee_debt)], "fees owed to the exchange")
                 batch.debts.append((seller, None, d.id, fee_debt))
         left = max(cover, 0) - from_proceeds
         repaid = 0
@@ -438,7 +441,7 @@ class SettlementRunner:
                 legs += [(accounts[(creditor, RECEIVABLE)], -take), (accounts[(creditor, AVAILABLE)], take)]
                 batch.events.append((creditor, {"type": "debt.repaid", "allocation_id": d.id, "debt_id": debt_id,
                                                 "debtor_id": seller, "amount": cny(take)}))
-            journal(J.DEBT_REPAYMENT.value, legs)
+            journal(DEBT_REPAYMENT, legs)
             row[2] -= take
             batch.repaid[debt_id] = batch.repaid.get(debt_id, 0) + take
             left -= take
@@ -446,7 +449,7 @@ class SettlementRunner:
         parts = largest_remainder(left, owners[(d.asset_id, d.delivery_start)] if d.source_id is None
                                   else [(seller, 10000)]) if left else []
         if parts:
-            journal(J.PAYOUT.value, [(payable, -left)] + [(accounts[(org, AVAILABLE)], fen) for org, _, fen in parts])
+            journal(PAYOUT, [(payable, -left)] + [(accounts[(org, AVAILABLE)], fen) for org, _, fen in parts])
             for org, bp, fen in parts:
                 batch.payouts.append((d.id, org, bp, fen))
                 batch.events.append((org, {"type": "payout.received", "allocation_id": d.id, "trade_id": d.trade_id,
@@ -456,13 +459,14 @@ class SettlementRunner:
         batch.settled_by_asset.setdefault(d.asset_id, []).append([d.id, delivered, refunded])
         common = {"type": "allocation.settled", "allocation_id": d.id, "trade_id": d.trade_id,
                   "instrument": d.instrument, "scu_h": d.scu_h, "delivered_scu_h": delivered,
-                  "refunded_scu_h": refunded, "price": cny(price), "sla_credit": cny(credit)}
-        batch.events.append((holder, {**common, "role": "holder", "refund": cny(refund),
-                                      "sla_credit_owed": cny(credit_debt)}))
+                  "refunded_scu_h": refunded, "price": cny(price), "sla_credit": cny(credit) if credit else ZERO}
+        batch.events.append((holder, {**common, "role": "holder", "refund": cny(refund) if refund else ZERO,
+                                      "sla_credit_owed": cny(credit_debt) if credit_debt else ZERO}))
         if seller != holder:
+            debt_recorded = credit_debt + fee_debt
             batch.events.append((seller, {**common, "role": "seller", "paid": cny(paid), "fee": cny(fee),
-                                          "debt_recorded": cny(credit_debt + fee_debt), "debt_repaid": cny(repaid),
-                                          "payout": cny(left)}))
+                                          "debt_recorded": cny(debt_recorded) if debt_recorded else ZERO,
+                                          "debt_repaid": cny(repaid) if repaid else ZERO, "payout": cny(left)}))
 
     # writing
 
