@@ -27,12 +27,8 @@ shard's advisory lock as the engine's do, so one runs per shard and others stand
 
 from __future__ import annotations
 
-import gc
 import logging
-import queue
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -46,6 +42,7 @@ from exchange.db import pg_array
 from exchange.events import private_events_send
 from exchange.models import Journal, LedgerAccount
 from exchange.money import cny
+from settlement.bulk import BulkWriter, copy_text, cyclic_gc_paused
 
 log = logging.getLogger("settlement.runner")
 
@@ -61,7 +58,7 @@ SETTLEMENT, REFUND, SLA_CREDIT, DEBT_RECORDED, DEBT_REPAYMENT, PAYOUT = (
     J.SETTLEMENT.value, J.REFUND.value, J.SLA_CREDIT.value, J.DEBT.value, J.DEBT_REPAYMENT.value, J.PAYOUT.value)
 ZERO = cny(0)  # most allocations' credits, refunds and debts: not formatted again each time
 NULL = "\\N"  # COPY's text format
-# Allocations worked out per write handed to the writer thread (see _Writer).
+# Allocations worked out per write handed to the writer thread (see settlement.bulk).
 CHUNK = 1000
 
 # The shard's ended instruments first, in a query of their own: given as a list, the
@@ -119,36 +116,6 @@ class Batch:
     repaid: dict[int, int] = field(default_factory=dict)  # debt id → fen repaid now
     events: list[tuple[int, dict]] = field(default_factory=list)
     settled_by_asset: dict[int, list] = field(default_factory=dict)
-
-
-_gc_lock = threading.Lock()
-_gc_pauses = 0
-_gc_was_enabled = False
-
-
-@contextmanager
-def cyclic_gc_paused():
-    """No cyclic garbage collection while a batch runs (reference counting still frees).
-
-    A batch makes a few hundred thousand short-lived, acyclic tuples and dicts; the
-    collections they triggered walked the whole heap several times per batch. Counted, so
-    runners on several threads of one process (the tests) turn it back on only when the
-    last batch ends. (exchange.engine.runner has the engine's own: importing it here would
-    load numba into every settlement process.)
-    """
-    global _gc_pauses, _gc_was_enabled
-    with _gc_lock:
-        if _gc_pauses == 0:
-            _gc_was_enabled = gc.isenabled()
-            gc.disable()
-        _gc_pauses += 1
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            _gc_pauses -= 1
-            if _gc_pauses == 0 and _gc_was_enabled:
-                gc.enable()
 
 
 def _half_up(numerator: int, denominator: int) -> int:
@@ -256,8 +223,8 @@ class SettlementRunner:
         accounts, balances = self._lock_accounts(sorted(orgs))
         batch = Batch()
         stamp = now.isoformat()
-        # PostgreSQL stores one chunk while this thread works out the next (see _Writer).
-        writer = _Writer(connection)
+        # PostgreSQL stores one chunk while this thread works out the next (see settlement.bulk).
+        writer = BulkWriter(connection)
         try:
             writer.submit(lambda cursor: cursor.execute(
                 "UPDATE exchange_allocation SET settled_at = %s WHERE id = ANY(%s::bigint[])", [now, ids]))
@@ -478,26 +445,25 @@ class SettlementRunner:
         cursor.execute("SELECT nextval(%s::regclass) FROM generate_series(1, %s)", [sequence, count])
         return [row[0] for row in cursor.fetchall()]
 
-    # COPY's text is built with one f-string per row and sent in one piece (write_row adapts
-    # every value on its own: a third of the runner's Python time). Every value is an
+    # COPY's text is built with one f-string per row (see copy_text). Every value is an
     # integer, a fixed word or the batch's timestamp: nothing needs escaping.
 
     def _write_chunk(self, cursor, *, journals, legs, first: int, settlements, payouts, stamp: str) -> None:
         """One chunk's journals (``first``: the batch index of the first), legs, settlements and payouts."""
         if journals:
             journal_ids = self._next_ids(cursor, "exchange_journal", len(journals))
-            _copy(cursor, "COPY exchange_journal (id, kind, trade_id, allocation_id, memo, created_at) FROM STDIN",
+            copy_text(cursor, "COPY exchange_journal (id, kind, trade_id, allocation_id, memo, created_at) FROM STDIN",
                   [f"{journal_id}\t{kind}\t{trade_id}\t{allocation_id}\t{memo}\t{stamp}\n"
                    for journal_id, (kind, trade_id, allocation_id, memo) in zip(journal_ids, journals)])
-            _copy(cursor, "COPY exchange_ledgerleg (journal_id, account_id, amount_fen) FROM STDIN",
+            copy_text(cursor, "COPY exchange_ledgerleg (journal_id, account_id, amount_fen) FROM STDIN",
                   [f"{journal_ids[n - first]}\t{account}\t{amount}\n" for n, account, amount in legs])
         if settlements:
-            _copy(cursor, "COPY settlement_settlement (allocation_id, trade_id, holder_id, seller_id, price_fen, scu_h, "
+            copy_text(cursor, "COPY settlement_settlement (allocation_id, trade_id, holder_id, seller_id, price_fen, scu_h, "
                           "delivered_scu_h, refunded_scu_h, paid_fen, refund_fen, fee_fen, sla_credit_bp, sla_credit_fen, "
                           "credit_debt_fen, fee_debt_fen, debt_repaid_fen, payout_fen, settled_at) FROM STDIN",
                   ["\t".join(map(str, row)) + f"\t{stamp}\n" for row in settlements])
         if payouts:
-            _copy(cursor, "COPY settlement_payout (settlement_id, organisation_id, share_bp, amount_fen) FROM STDIN",
+            copy_text(cursor, "COPY settlement_payout (settlement_id, organisation_id, share_bp, amount_fen) FROM STDIN",
                   [f"{allocation_id}\t{org}\t{bp}\t{fen}\n" for allocation_id, org, bp, fen in payouts])
 
     def _write(self, batch: Batch, stamp: str) -> None:
@@ -509,7 +475,7 @@ class SettlementRunner:
             deltas[account] = deltas.get(account, 0) + amount
         with connection.cursor() as cursor:
             if batch.debts:
-                _copy(cursor, "COPY settlement_debt (debtor_id, creditor_id, settlement_id, amount_fen, repaid_fen, "
+                copy_text(cursor, "COPY settlement_debt (debtor_id, creditor_id, settlement_id, amount_fen, repaid_fen, "
                               "created_at) FROM STDIN",
                       [f"{debtor}\t{NULL if creditor is None else creditor}\t{allocation_id}\t{amount}\t0\t{stamp}\n"
                        for debtor, creditor, allocation_id, amount in batch.debts])
@@ -526,51 +492,6 @@ class SettlementRunner:
         provenance_append_many(events=[(asset_id, "capacity_settled", {"allocations": rows}, None)
                                        for asset_id, rows in sorted(batch.settled_by_asset.items())])
         private_events_send(batch.events)
-
-
-class _Writer:
-    """A batch's bulk writes on a thread of their own, in order, on the runner's connection.
-
-    PostgreSQL spends longer storing a chunk of settlements (journals, legs, settlements,
-    payouts, each row in every index) than Python spends working them out; with the writes
-    here, the two overlap instead of taking turns. The connection and its transaction are the
-    batch's: the runner's thread does not use it between the first ``submit`` and ``join``,
-    which waits for every write and raises the first that failed (then the batch rolls back
-    whole, as before).
-    """
-
-    def __init__(self, django_connection):
-        self._connection = django_connection
-        self._raw = django_connection.connection
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="settlement-writer", daemon=True)
-        self._thread.start()
-
-    def submit(self, job) -> None:
-        """``job(cursor)``, after the jobs submitted before it."""
-        self._jobs.put(job)
-
-    def _run(self) -> None:
-        with self._raw.cursor() as cursor:
-            while (job := self._jobs.get()) is not None:
-                if self._error is None:
-                    try:
-                        job(cursor)
-                    except BaseException as exc:  # noqa: BLE001 - raised again by join()
-                        self._error = exc
-
-    def join(self) -> None:
-        self._jobs.put(None)
-        self._thread.join()
-        if self._error is not None:
-            with self._connection.wrap_database_errors:  # as Django's own cursors raise them
-                raise self._error
-
-
-def _copy(cursor, sql: str, lines: list[str]) -> None:
-    with cursor.copy(sql) as copy:
-        copy.write("".join(lines))
 
 
 def settle(*, now: datetime | None = None, skip_dispute_window: bool = False) -> int:

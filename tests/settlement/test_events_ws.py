@@ -31,7 +31,6 @@ def chain_traded(buyer, provider, regulator) -> dict:
     from exchange import ledger
     from exchange.models import FeeTier
     from marketplace.models import AssetOwnership
-    from settlement.models import SlaCreditStep
     from tests.exchange.conftest import list_capacity, make_instrument
     from tests.factories import MembershipFactory
     from tests.settlement.conftest import Market, allocation_of, sla_schedule_ensure

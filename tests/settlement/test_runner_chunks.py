@@ -1,4 +1,4 @@
-"""The runner writes a batch in chunks on a writer thread (settlement/runner.py, _Writer): the
+"""The runner writes a batch in chunks on a writer thread (settlement.bulk.BulkWriter): the
 chunks' journals keep their own legs, and a write that fails rolls the whole batch back."""
 
 import pytest
