@@ -10,7 +10,7 @@ from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from accounts.access import check_supervisor
 from exchange.errors import AppError
@@ -33,6 +33,7 @@ def _queue(request, actor, *, failed: dict | None = None, status: int = 200):
 
 
 @login_required
+@require_GET
 def disputes(request):
     try:
         actor = console_actor(request)

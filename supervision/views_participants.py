@@ -14,7 +14,7 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from accounts.access import check_supervisor
 from accounts.models import Organisation
@@ -49,6 +49,7 @@ def _filters(request) -> dict:
 
 
 @login_required
+@require_GET
 def participants(request):
     """The KYC queue (pending applications, oldest first, each with its members and the
     decisions at hand) above the list of every participant."""
@@ -95,6 +96,7 @@ def _detail(request, actor, organisation_id, *, failed: tuple[str, AppError, dic
 
 
 @login_required
+@require_GET
 def participant(request, organisation_id: int):
     try:
         actor = _reader(request)
@@ -177,6 +179,7 @@ def owners(request):
 
 
 @login_required
+@require_GET
 def tiers(request):
     try:
         actor = _reader(request)
@@ -186,6 +189,7 @@ def tiers(request):
 
 
 @login_required
+@require_GET
 def attestors(request):
     try:
         actor = _reader(request)
