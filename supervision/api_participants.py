@@ -159,6 +159,8 @@ class KycApi(APIView):
                                                    "verified.")
         reason = serializers.CharField(required=False, allow_blank=True, max_length=services.REASON_MAX,
                                        help_text="Required except to approve; recorded and sent to the organisation.")
+        cancel_orders = serializers.BooleanField(default=True, help_text="To suspend: also cancel the "
+                                                 "organisation's live orders (default), or leave them resting.")
 
     @extend_schema(tags=TAG, request=KycIn, responses={200: ParticipantDetailOut, **errors(400, 401, 403, 404, 409, 422)},
                    summary="Regulator: approve, reject, suspend or reinstate a participant's KYC",

@@ -127,9 +127,12 @@ def _decide(request, organisation_id: int, form: str, data: dict, decide, succes
 @require_POST
 def kyc_decide(request, organisation_id: int):
     action, reason = request.POST.get("action", ""), request.POST.get("reason", "")
+    # A checkbox: sent when ticked; the form ticks it by default.
+    cancel_orders = request.POST.get("cancel_orders") == "yes"
     return _decide(
-        request, organisation_id, "kyc", {"action": action, "reason": reason},
-        lambda actor: services.kyc_decide(actor=actor, organisation_id=organisation_id, action=action, reason=reason),
+        request, organisation_id, "kyc", {"action": action, "reason": reason, "cancel_orders": cancel_orders},
+        lambda actor: services.kyc_decide(actor=actor, organisation_id=organisation_id, action=action, reason=reason,
+                                          cancel_orders=cancel_orders),
         lambda org: _("%(name)s: KYC %(status)s. The organisation has been told.") % {
             "name": org.name, "status": org.get_kyc_status_display().lower()})
 

@@ -11,14 +11,15 @@ engine reads fee tiers for each batch.
 
 from __future__ import annotations
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.access import Actor, check_supervisor
 from accounts.models import BeneficialOwner, Organisation
 from exchange.errors import AppError, NotFound
 from exchange.events import private_events_send
-from exchange.models import FeeTier, LedgerAccount, MemberTier, Order
+from exchange.models import FeeTier, InboxCommand, Instrument, LedgerAccount, MemberTier, Order
 from supervision.events import console_publish
 from supervision.models import SupervisionAction
 from supervision.services import action_record
@@ -88,9 +89,30 @@ def _announce(record: SupervisionAction, organisation: Organisation | None, *, p
 
 # --- KYC -------------------------------------------------------------------------------------
 
+def _orders_cancel_all(organisation: Organisation) -> int:
+    """Ask the engine to cancel the organisation's live orders, as its own cancels would (its
+    members cannot cancel once it is suspended). Orders past gate closure are left to the
+    engine's close; one with a cancel already waiting gets no second. The number asked."""
+    orders = list(Order.objects.filter(organisation=organisation, status__in=Order.LIVE,
+                                       instrument__gate_closure_at__gt=timezone.now())
+                  .exclude(instrument__state=Instrument.State.CLOSED)
+                  .exclude(pk__in=InboxCommand.objects.filter(action=InboxCommand.Action.CANCEL,
+                                                              processed_at__isnull=True).values("order_id"))
+                  .order_by("id").values_list("id", "instrument_id"))
+    InboxCommand.objects.bulk_create(InboxCommand(instrument_id=instrument_id, action=InboxCommand.Action.CANCEL,
+                                                  order_id=order_id) for order_id, instrument_id in orders)
+    if orders:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify('cx_inbox', '')")
+    return len(orders)
+
+
 @transaction.atomic
-def kyc_decide(*, actor: Actor, organisation_id, action: str, reason: str = "") -> Organisation:
-    """Approve, reject, suspend or reinstate; a reason is required for all but approval."""
+def kyc_decide(*, actor: Actor, organisation_id, action: str, reason: str = "",
+               cancel_orders: bool = True) -> Organisation:
+    """Approve, reject, suspend or reinstate; a reason is required for all but approval. A
+    suspension also cancels the organisation's live orders unless ``cancel_orders`` is false
+    (a resting order would otherwise still trade for an organisation that may not act)."""
     check_supervisor(actor)
     if action not in KYC_ACTIONS:
         raise AppError("invalid", _("The action is approve, reject, suspend or reinstate."),
@@ -106,8 +128,11 @@ def kyc_decide(*, actor: Actor, organisation_id, action: str, reason: str = "") 
             "allowed": ", ".join(str(Kyc(s).label) for s in sorted(applies_to))}, status_code=409)
     organisation.kyc_status = status
     organisation.save(update_fields=["kyc_status"])
+    details = {"from": previous, "to": status}
+    if action == "suspend":
+        details["cancelled_orders"] = _orders_cancel_all(organisation) if cancel_orders else 0
     record = action_record(actor=actor, action=f"kyc.{action}", reason=reason, organisation=organisation,
-                           details={"from": previous, "to": status})
+                           details=details)
     _announce(record, organisation, private={"type": "kyc.changed", "status": status, "reason": reason},
               console={"type": "kyc.changed", "status": status, "previous": previous})
     return organisation

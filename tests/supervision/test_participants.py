@@ -141,7 +141,8 @@ def test_a_kyc_decision_is_recorded_and_reaches_the_organisation_and_the_console
     (record,) = SupervisionAction.objects.filter(organisation=organisation)
     assert (record.action, record.reason, record.actor_id, record.regulator_id) == (
         f"kyc.{action}", reason, regulator.user_id, regulator.organisation_id)
-    assert record.details == {"from": start, "to": status}
+    assert {k: record.details[k] for k in ("from", "to")} == {"from": start, "to": status}
+    assert record.details.get("cancelled_orders", 0) == 0  # a suspension counts the orders it cancelled: none
     assert response.json()["history"][0]["action"] == f"kyc.{action}"
     (event,) = received(private)
     assert {k: event[k] for k in ("type", "status", "reason")} == {"type": "kyc.changed", "status": status,

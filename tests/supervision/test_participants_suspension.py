@@ -21,11 +21,11 @@ REASON = "Orders placed for an unlicensed client."
 
 
 @sync_to_async
-def console_decides(organisation_id: int, action: str, reason: str = REASON) -> dict:
+def console_decides(organisation_id: int, action: str, reason: str = REASON, **extra) -> dict:
     regulator = MembershipFactory(organisation__kind=Organisation.Kind.REGULATOR, role=Membership.Role.REGULATOR)
     client = token_client(regulator, scopes=("read", "supervise"))
     response = client.post(f"/api/v1/supervision/participants/{organisation_id}/kyc/",
-                           {"action": action, "reason": reason}, format="json")
+                           {"action": action, "reason": reason, **extra}, format="json")
     assert response.status_code == 200, response.json()
     return response.json()
 
@@ -38,7 +38,8 @@ async def test_a_console_suspension_refuses_the_next_action_on_every_path(action
     try:
         await edge.prime()
         before = await state(world)
-        decided = await console_decides(world.member.organisation_id, "suspend")
+        # Its resting orders stay (their cancellation is tested below): nothing may change.
+        decided = await console_decides(world.member.organisation_id, "suspend", cancel_orders=False)
         assert decided["kyc_status"] == "suspended"
         accepted, code = await edge.act(action)
         assert not accepted, f"{action} on the {path} path was accepted after the suspension"
@@ -89,3 +90,34 @@ async def test_an_open_events_socket_hears_the_reason_then_closes(settings):
     assert messages[-1] == {"type": "websocket.close", "code": 4403}
     await edge.close()
 
+
+
+@sync_to_async
+def engine_runs() -> None:
+    from exchange.engine import EngineRunner
+    from tests.exchange.conftest import drain
+
+    engine = EngineRunner()
+    engine.load()
+    drain(engine)
+
+
+async def test_a_suspension_cancels_the_resting_orders_unless_told_to_keep_them():
+    from exchange import ledger
+    from exchange.models import LedgerAccount, Order
+
+    world = await world_make()
+    await engine_runs()
+    assert (await Order.objects.aget(pk=world.resting_id)).status == Order.Status.OPEN
+    kept = await console_decides(world.member.organisation_id, "suspend", cancel_orders=False)
+    await engine_runs()
+    assert (await Order.objects.aget(pk=world.resting_id)).status == Order.Status.OPEN
+    await console_decides(world.member.organisation_id, "reinstate", "Cleared.")
+    await console_decides(world.member.organisation_id, "suspend")
+    await engine_runs()
+    assert (await Order.objects.aget(pk=world.resting_id)).status == Order.Status.CANCELLED
+    balances = await sync_to_async(ledger.balances)(organisation=world.member.organisation)
+    assert balances.get(LedgerAccount.Kind.HELD, 0) == 0, balances
+    records = [r async for r in SupervisionAction.objects.filter(action="kyc.suspend").order_by("id")]
+    assert [r.details["cancelled_orders"] for r in records] == [0, 1]
+    assert kept["history"][0]["details"]["cancelled_orders"] == 0
