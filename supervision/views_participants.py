@@ -59,6 +59,8 @@ def participants(request):
         return refused(request, exc)
     queue = Paginator(selectors.participants(status=Organisation.Kyc.PENDING), QUEUE_PAGE).get_page(
         request.GET.get("queue_page"))
+    for org in queue:
+        org.group_others = [o for o in org.beneficial_owner.organisations.all() if o.pk != org.pk]
     filters = _filters(request)
     everyone = Paginator(selectors.participants(status=filters["status"] or None, kind=filters["kind"] or None,
                                                 search=filters["q"] or None), LIST_PAGE).get_page(request.GET.get("page"))

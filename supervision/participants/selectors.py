@@ -14,6 +14,8 @@ from supervision.participants.services import PARTICIPANT_KINDS, _id_or_none
 
 Kyc = Organisation.Kyc
 MEMBERS = Prefetch("memberships", queryset=Membership.objects.select_related("user").order_by("created_at", "id"))
+# The owner group's organisations: a new applicant in a known group is worth a look.
+GROUP = Prefetch("beneficial_owner__organisations", queryset=Organisation.objects.order_by("name"))
 HISTORY_SHOWN = 50
 
 
@@ -21,7 +23,7 @@ def participants(*, status: str | None = None, kind: str | None = None, search: 
     """Participants with their owner group, fee tier and members: pending KYC first, oldest
     application first (a queue), then everyone else, oldest first."""
     queryset = (Organisation.objects.filter(kind__in=PARTICIPANT_KINDS)
-                .select_related("beneficial_owner", "fee_tier__tier").prefetch_related(MEMBERS)
+                .select_related("beneficial_owner", "fee_tier__tier").prefetch_related(MEMBERS, GROUP)
                 .annotate(queue=Case(When(kyc_status=Kyc.PENDING, then=Value(0)), default=Value(1),
                                      output_field=IntegerField())))
     if status:
@@ -48,9 +50,7 @@ def participant(organisation_id) -> Organisation:
     pk = _id_or_none(organisation_id)
     organisation = (Organisation.objects.filter(kind__in=PARTICIPANT_KINDS)
                     .select_related("beneficial_owner", "fee_tier__tier")
-                    .prefetch_related(MEMBERS, Prefetch("beneficial_owner__organisations",
-                                                        queryset=Organisation.objects.order_by("name")),
-                                      Prefetch("attestor_keys", queryset=AttestorKey.objects.annotate(
+                    .prefetch_related(MEMBERS, GROUP, Prefetch("attestor_keys", queryset=AttestorKey.objects.annotate(
                                           attestation_count=Count("attestations")).order_by("created_at")))
                     .filter(pk=pk).first() if pk else None)
     if organisation is None:

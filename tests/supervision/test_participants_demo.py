@@ -31,6 +31,9 @@ def test_the_demo_regulator_finds_pending_applications_and_decides_one():
     names = [a[0] for a in sorted(APPLICATIONS, key=lambda a: -a[4])]  # oldest application first
     assert [page.index(name) for name in names] == sorted(page.index(name) for name in names)
     assert "ops@grassland-dc.example" in page
+    annex_card = page[page.index('id="application-%d"' % annex.pk):]
+    annex_card = annex_card[:annex_card.index("</article>")]
+    assert "Same beneficial owner as" in annex_card and "West Hub Computing (Ningxia)" in annex_card
     first = Organisation.objects.get(name=names[0])
     response = regulator.post(f"/supervision/participants/{first.pk}/kyc/", {"action": "approve", "next": "queue"})
     assert response.status_code == 302
