@@ -10,7 +10,7 @@ from exchange.errors import NotFound
 from exchange.models import FeeTier, MemberTier
 from marketplace.models import AttestorKey
 from supervision.models import SupervisionAction
-from supervision.participants.services import PARTICIPANT_KINDS, _id_or_none
+from supervision.participants.services import PARTICIPANT_KINDS, id_or_none
 
 Kyc = Organisation.Kyc
 MEMBERS = Prefetch("memberships", queryset=Membership.objects.select_related("user").order_by("created_at", "id"))
@@ -47,7 +47,7 @@ def kyc_counts() -> dict[str, int]:
 def participant(organisation_id) -> Organisation:
     """One participant with its members, owner group (and the group's other organisations),
     fee tier and attestor keys; 404 for anyone else."""
-    pk = _id_or_none(organisation_id)
+    pk = id_or_none(organisation_id)
     organisation = (Organisation.objects.filter(kind__in=PARTICIPANT_KINDS)
                     .select_related("beneficial_owner", "fee_tier__tier")
                     .prefetch_related(MEMBERS, GROUP, Prefetch("attestor_keys", queryset=AttestorKey.objects.annotate(

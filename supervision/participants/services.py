@@ -50,7 +50,7 @@ def reason_clean(reason, *, required: bool, field: str = "reason") -> str:
     return reason
 
 
-def _id_or_none(value) -> int | None:
+def id_or_none(value) -> int | None:
     """A positive bigint id, or None for anything else (a page's form sends text)."""
     try:
         number = int(value) if not isinstance(value, bool) else None
@@ -61,7 +61,7 @@ def _id_or_none(value) -> int | None:
 
 def participant_locked(organisation_id) -> Organisation:
     """The participant's row, locked until commit: decisions about one organisation queue up."""
-    pk = _id_or_none(organisation_id)
+    pk = id_or_none(organisation_id)
     organisation = (Organisation.objects.select_for_update(of=("self",)).select_related("beneficial_owner")
                     .filter(pk=pk).first() if pk else None)
     if organisation is None:
@@ -166,7 +166,7 @@ def owner_assign(*, actor: Actor, organisation_id, owner_id, reason: str) -> Org
     wash-trade surveillance compare groups)."""
     check_supervisor(actor)
     reason = reason_clean(reason, required=True)
-    pk = _id_or_none(owner_id)
+    pk = id_or_none(owner_id)
     owner = BeneficialOwner.objects.filter(pk=pk).first() if pk else None
     if owner is None:
         raise AppError("invalid", _("No beneficial-owner group %(id)s.") % {"id": owner_id},

@@ -300,7 +300,6 @@ def test_a_higher_taker_fee_waits_until_no_bid_holds_the_lower_one(world, tiers)
 
 
 def test_attestors_are_listed_with_their_keys_and_a_suspension_stops_their_attestations(world, attestor_key):
-    from accounts.access import check_actor  # noqa: F401 (the attestor's check asks it)
     from exchange.errors import AppError
     from marketplace.access import check_attestor
 
