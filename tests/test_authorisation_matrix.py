@@ -121,6 +121,33 @@ TABLE: dict[str, dict[str, int]] = {
     "POST /api/v1/settlement/disputes/{dispute_id}/resolve/": _row(401, 403, 403, 403, 403, 403, 403),
     "GET /api/v1/settlement/settlements/": _row(401, 200, 200, 200, 200, 200, 200),
     "GET /api/v1/settlement/sla-schedule/": everyone(200),
+    # ---- supervision: market statistics, for the regulator (read) only; JSON and CSV.
+    "GET /api/v1/supervision/statistics/volume/": _row(401, 403, 403, 403, 200, 403, 403),
+    "GET /api/v1/supervision/statistics/volume.csv": _row(401, 403, 403, 403, 200, 403, 403),
+    "GET /api/v1/supervision/statistics/price-index/": _row(401, 403, 403, 403, 200, 403, 403),
+    "GET /api/v1/supervision/statistics/price-index.csv": _row(401, 403, 403, 403, 200, 403, 403),
+    "GET /api/v1/supervision/statistics/utilisation/": _row(401, 403, 403, 403, 200, 403, 403),
+    "GET /api/v1/supervision/statistics/utilisation.csv": _row(401, 403, 403, 403, 200, 403, 403),
+    "GET /api/v1/supervision/statistics/green-share/": _row(401, 403, 403, 403, 200, 403, 403),
+    "GET /api/v1/supervision/statistics/green-share.csv": _row(401, 403, 403, 403, 200, 403, 403),
+    "GET /api/v1/supervision/statistics/providers/": _row(401, 403, 403, 403, 200, 403, 403),
+    "GET /api/v1/supervision/statistics/providers.csv": _row(401, 403, 403, 403, 200, 403, 403),
+    # ---- supervision: instruments. The console reads for regulators only; every action needs
+    # `supervise`, which the matrix's read-only regulator token lacks (403; tests/supervision cover it).
+    "GET /api/v1/supervision/classes/": _row(401, 403, 403, 403, 200, 403, 403),
+    "GET /api/v1/supervision/hubs/": _row(401, 403, 403, 403, 200, 403, 403),
+    "GET /api/v1/supervision/instruments/": _row(401, 403, 403, 403, 200, 403, 403),
+    "GET /api/v1/supervision/instruments/{code}/": _row(401, 403, 403, 403, 200, 403, 403),
+    "POST /api/v1/supervision/instruments/{code}/halt/": _row(401, 403, 403, 403, 403, 403, 403),
+    "POST /api/v1/supervision/instruments/{code}/resume/": _row(401, 403, 403, 403, 403, 403, 403),
+    "POST /api/v1/supervision/instruments/{code}/open/": _row(401, 403, 403, 403, 403, 403, 403),
+    "POST /api/v1/supervision/instruments/{code}/band/": _row(401, 403, 403, 403, 403, 403, 403),
+    "POST /api/v1/supervision/classes/{code}/halt/": _row(401, 403, 403, 403, 403, 403, 403),
+    "POST /api/v1/supervision/classes/{code}/resume/": _row(401, 403, 403, 403, 403, 403, 403),
+    "POST /api/v1/supervision/hubs/{code}/halt/": _row(401, 403, 403, 403, 403, 403, 403),
+    "POST /api/v1/supervision/hubs/{code}/resume/": _row(401, 403, 403, 403, 403, 403, 403),
+    "POST /api/v1/supervision/market/halt/": _row(401, 403, 403, 403, 403, 403, 403),
+    "POST /api/v1/supervision/market/resume/": _row(401, 403, 403, 403, 403, 403, 403),
     # ---- supervision: participants and disputes. Reads need a regulator's member, actions `supervise`
     # (which the matrix's read-only regulator token lacks; tests/supervision cover the regulator deciding).
     "GET /api/v1/supervision/participants/": _row(401, 403, 403, 403, 200, 403, 403),
@@ -191,6 +218,14 @@ TABLE: dict[str, dict[str, int]] = {
     "GET /settlement/sla/": everyone(200),
     # The supervision console: regulators only.
     "GET /supervision/": _row(302, 403, 403, 403, 200, 403, 403),
+    "GET /supervision/statistics/": _row(302, 403, 403, 403, 200, 403, 403),
+    # Instruments; the regulator's session has `supervise`: an empty action form is invalid (400).
+    "GET /supervision/instruments/": _row(302, 403, 403, 403, 200, 403, 403),
+    "GET /supervision/instruments/classes/": _row(302, 403, 403, 403, 200, 403, 403),
+    "GET /supervision/instruments/hubs/": _row(302, 403, 403, 403, 200, 403, 403),
+    "GET /supervision/instruments/actions/": _row(302, 405, 405, 405, 405, 405, 405),
+    "POST /supervision/instruments/actions/": _row(302, 403, 403, 403, 400, 403, 403),
+    "GET /supervision/instruments/<str:code>/": _row(302, 403, 403, 403, 200, 403, 403),
     # The regulator's session may decide: an empty form is refused as invalid (400).
     "GET /supervision/participants/": _row(302, 403, 403, 403, 200, 403, 403),
     "GET /supervision/participants/<int:organisation_id>/": _row(302, 403, 403, 403, 200, 403, 403),

@@ -65,6 +65,8 @@ def objects(instrument, listing, asset, device_type, funded_buyer, provider):
         "/api/v1/tokens/{token_id}/": token_id,
         "/api/v1/settlement/allocations/{allocation_id}/": allocation.id,
         "/api/v1/settlement/disputes/{dispute_id}/": dispute_make(allocation, by=funded_buyer).id,
+        "/api/v1/supervision/instruments/{code}/": instrument.code, "/api/v1/supervision/classes/{code}/": "AI80",
+        "/api/v1/supervision/hubs/{code}/": "NX",
         "/api/v1/supervision/participants/{organisation_id}/": funded_buyer.organisation_id,
         "/api/v1/supervision/disputes/{dispute_id}/": Dispute.objects.get(allocation=allocation).id,
     }
