@@ -105,7 +105,8 @@ def test_every_list_is_documented_as_the_page_or_array_it_answers(schema, object
     for path, operations in schema["paths"].items():
         if "get" not in operations:
             continue
-        response = (console if path.startswith("/api/v1/supervision/") else client).get(fill(path, objects))
+        reader = console if path.startswith("/api/v1/supervision/") and not path.endswith(".csv") else client
+        response = reader.get(fill(path, objects))
         if response.status_code != 200:
             assert response.status_code in (403, 404), (path, response.status_code)  # someone else's object
             continue
