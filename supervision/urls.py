@@ -7,4 +7,6 @@ urlpatterns = [
     path("", views.console_home, name="home"),
     path("statistics/", include("supervision.urls_statistics")),
     path("instruments/", include("supervision.urls_instruments")),
+    path("", include("supervision.urls_participants")),
+    path("", include("supervision.urls_disputes")),
 ]
