@@ -1,6 +1,7 @@
 """In headless Chromium, against the running exchange (web server and engine processes): a
-regulator halts an instrument from the console with a reason, and the market page already
-open in a second tab shows the halt as it happens, without reloading."""
+regulator signs in, approves a pending KYC application, halts an instrument from the console
+with a reason, and the market page already open in a second tab shows the halt as it
+happens, without reloading."""
 
 import pytest
 from playwright.sync_api import expect
@@ -12,7 +13,7 @@ from exchange.services import order_place
 from supervision.models import SupervisionAction
 from tests.browser.conftest import browser_page, live_exchange  # noqa: F401 (fixtures)
 from tests.exchange.conftest import list_capacity, make_instrument
-from tests.factories import PASSWORD
+from tests.factories import PASSWORD, OrganisationFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,6 +31,7 @@ def market(transactional_db, regulator, buyer, provider):
     ledger.deposit(organisation=buyer.organisation, amount_fen=100_000_00)
     regulator.user.password = PBKDF2PasswordHasher().encode(PASSWORD, PBKDF2PasswordHasher().salt())
     regulator.user.save(update_fields=["password"])
+    OrganisationFactory(name="Applicant Compute Ltd", kyc_status="pending")
     return instrument
 
 
@@ -50,11 +52,26 @@ def test_a_halt_from_the_console_reaches_an_open_market_page(market, live_exchan
     expect(watcher.locator("[data-when-state=halted]")).to_be_hidden()
     watcher.evaluate("window.notReloaded = true")
 
-    console.goto(f"{live_exchange}/accounts/sign-in/?next=/supervision/instruments/")
+    console.goto(f"{live_exchange}/accounts/sign-in/?next=/supervision/participants/")
     console.fill("input[name=username]", regulator.user.email)
     console.fill("input[name=password]", PASSWORD)
     console.click("form button[type=submit]")
-    console.wait_for_url(f"{live_exchange}/supervision/instruments/")
+    console.wait_for_url(f"{live_exchange}/supervision/participants/")
+
+    # The KYC queue: approve the pending application.
+    from accounts.models import Organisation
+
+    applicant = Organisation.objects.get(name="Applicant Compute Ltd")
+    application = console.locator(f"#application-{applicant.id}")
+    expect(application).to_contain_text("Applicant Compute Ltd")
+    application.locator("input[name=reason]").first.fill("Documents checked")
+    application.get_by_role("button", name="Approve").click()
+    expect(console.locator(f"#application-{applicant.id}")).to_have_count(0)
+    applicant.refresh_from_db()
+    assert applicant.kyc_status == Organisation.Kyc.VERIFIED
+    console.screenshot(path=str(tmp_path / "console-participants.png"), full_page=True)
+
+    console.goto(f"{live_exchange}/supervision/instruments/")
     row = console.locator(f"#instruments tr[data-instrument='{instrument.code}']")
     expect(row.locator("[data-field=state]")).to_have_text("Continuous trading")
     console.screenshot(path=str(tmp_path / "console-instruments.png"), full_page=True)
@@ -64,7 +81,7 @@ def test_a_halt_from_the_console_reaches_an_open_market_page(market, live_exchan
     # The reason is required: the browser will not send the form without it.
     console.click("#halt button[type=submit]")
     assert console.url.endswith(f"/supervision/instruments/{instrument.code}/")
-    assert not SupervisionAction.objects.exists()
+    assert not SupervisionAction.objects.filter(action="instrument.halt").exists()
     console.fill("#halt-reason", "Orders far from the touch, cancelled within seconds; looking into it")
     console.click("#halt button[type=submit]")
     expect(console.locator(".messages")).to_contain_text(f"Halted: {instrument.code}. Open orders are kept.")
@@ -80,5 +97,5 @@ def test_a_halt_from_the_console_reaches_an_open_market_page(market, live_exchan
 
     window.close()
     assert Instrument.objects.get(pk=instrument.pk).state == Instrument.State.HALTED
-    record = SupervisionAction.objects.get()
+    record = SupervisionAction.objects.get(action="instrument.halt")
     assert (record.action, record.actor_id, record.instrument_id) == ("instrument.halt", regulator.user_id, instrument.id)
