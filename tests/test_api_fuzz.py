@@ -44,7 +44,6 @@ def market():
     instrument = make_instrument()
     period = list_capacity(organisation=provider.organisation, instrument=instrument, scu_h=1000)
     ledger.deposit(organisation=buyer.organisation, amount_fen=1_000_000_00)
-    regulator = MembershipFactory(organisation__kind=Organisation.Kind.REGULATOR, role=Membership.Role.REGULATOR)
     buyer_token = _token(buyer, ("read", "trade"))
     provider_token = _token(provider, ("read", "trade", "provide"))
     spare = token_create(membership=buyer, name="spare", scopes=["read"])[0]
@@ -53,13 +52,17 @@ def market():
     listing = period.listing
     # Settlement: the buyer holds an allocation of the provider's capacity (another day) and disputes it.
     allocation = allocation_make(provider=provider, buyer=buyer)
+    # Supervision: a regulator that may decide, and an organisation waiting for KYC to decide about.
+    regulator = MembershipFactory(organisation__kind=Organisation.Kind.REGULATOR, role=Membership.Role.REGULATOR)
+    applicant = MembershipFactory(organisation__kind=Organisation.Kind.BUYER,
+                                  organisation__kyc_status=Organisation.Kyc.PENDING, role=Membership.Role.TRADER)
     known = {"code": instrument.code, "id": listing.id, "pk": listing.id, "token_id": spare.id,
              "order_id": order.id, "allocation_id": allocation.id,
-             "dispute_id": dispute_make(allocation, by=buyer).id, "asset_id": listing.asset_id}
+             "dispute_id": dispute_make(allocation, by=buyer).id, "organisation_id": applicant.organisation_id,
+             "asset_id": listing.asset_id}
     actors = {"anonymous": {}, "buyer": {"Authorization": f"Token {buyer_token}"},
               "provider": {"Authorization": f"Token {provider_token}"},
-              # A regulator reading (the supervision console's API answers it).
-              "regulator": {"Authorization": f"Token {_token(regulator, ('read',))}"}}
+              "regulator": {"Authorization": f"Token {_token(regulator, ('read', 'supervise'))}"}}
     return actors, known
 
 

@@ -146,7 +146,7 @@ def test_the_api_pages_in_utc_and_the_csv_has_both_times(world, regulator):
     assert len(seen) == len(everything()) and all(row["at"].endswith("Z") for row in seen)
     trade = next(row for row in seen if row["kind"] == "trade")
     assert trade["details"]["price"] == "20.00" and "price_fen" not in trade["details"]
-    response = api.get("/api/v1/supervision/audit/csv/", {"kind": "trade,settlement"})
+    response = api.get("/api/v1/supervision/audit.csv", {"kind": "trade,settlement"})
     assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
     table = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode().lstrip("\ufeff"))))
     assert len(table) == 4 and {row["kind"] for row in table} == {"trade", "settlement"}
@@ -182,7 +182,7 @@ def test_the_page_shows_china_time_and_pages_back(world, regulator):
     client.cookies[settings.LANGUAGE_COOKIE_NAME] = "en"
     bad = client.get("/supervision/audit/", {"from": "yesterday"})
     assert bad.status_code == 400 and b"ISO 8601" in bad.content
-    csv_page = client.get("/supervision/audit/csv/", {"instrument": world.other_instrument.code})
+    csv_page = client.get("/supervision/audit.csv", {"instrument": world.other_instrument.code})
     text = b"".join(csv_page.streaming_content).decode()
     assert csv_page.status_code == 200 and text.count("\n") == 1 + len(everything(
         AuditFilters(instrument_id=world.other_instrument.id)))
@@ -201,7 +201,7 @@ def test_bad_input_is_refused_with_the_field_named(regulator, params, field):
     assert response.status_code == 400 and response.json()["code"] == "invalid"
     assert field in response.json()["fields"]
     if field != "page_size":
-        response = token_client(regulator, scopes=("read",)).get("/api/v1/supervision/audit/csv/", params)
+        response = token_client(regulator, scopes=("read",)).get("/api/v1/supervision/audit.csv", params)
         assert response.status_code == 400 and field in response.json()["fields"]
 
 
@@ -216,16 +216,16 @@ def test_regulators_never_see_delivery_credentials(world, regulator):
     client = Client()
     client.force_login(regulator.user)
     texts = [api.get("/api/v1/supervision/audit/", {"page_size": 200}).content.decode(),
-             b"".join(api.get("/api/v1/supervision/audit/csv/").streaming_content).decode(),
+             b"".join(api.get("/api/v1/supervision/audit.csv").streaming_content).decode(),
              client.get("/supervision/audit/", {"page_size": 200}).content.decode(),
-             b"".join(client.get("/supervision/audit/csv/").streaming_content).decode()]
+             b"".join(client.get("/supervision/audit.csv").streaming_content).decode()]
     assert all("delivery_started" in text or "Delivery started" in text for text in texts)
     for text in texts:
         assert SECRET not in text and ciphertext not in text and ENDPOINT not in text
 
 
-CONSOLE = ["/supervision/audit/", "/supervision/audit/csv/", "/supervision/replay/", "/supervision/provenance/"]
-API = ["/api/v1/supervision/audit/", "/api/v1/supervision/audit/csv/", "/api/v1/supervision/provenance/"]
+CONSOLE = ["/supervision/audit/", "/supervision/audit.csv", "/supervision/replay/", "/supervision/provenance/"]
+API = ["/api/v1/supervision/audit/", "/api/v1/supervision/audit.csv", "/api/v1/supervision/provenance/"]
 
 
 def test_only_regulators_read_the_audit_replay_and_provenance(buyer, provider, regulator, admin_user):
