@@ -16,8 +16,11 @@ What the inbox does not hold is inferred:
 - the start: listed instruments open with an opening auction and no reference price; one
   whose first trade was continuous with no uncross before it started continuous, at its
   reference price if nothing uncrossed since (else its first trade's);
-- the band is the instrument's present one; a command the engine set aside as failing
-  (a new order rejected with ``engine_error``) is skipped.
+- the band: the engine reads it from the instrument row before each batch too; the
+  regulator's recorded band changes (``instrument.band``) apply from the first batch
+  processed after them;
+- a command the engine set aside as failing (a new order rejected with ``engine_error``)
+  is skipped.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import numpy as np
 from django.db import DatabaseError, connection, transaction
@@ -33,6 +37,7 @@ import matching
 from exchange.engine.apply import Apply
 from exchange.engine.inbox import EXPIRY_US_SQL, OrderRow, PendingCommand, band_ticks, micros
 from exchange.models import InboxCommand, Instrument
+from supervision.models import SupervisionAction
 from matching.types import Action, Mode
 
 State = Instrument.State
@@ -47,6 +52,7 @@ COMMANDS_SQL = """
 """.replace("{expiry}", EXPIRY_US_SQL.format(column="o.expires_at"))
 TRADES_SQL = ("SELECT inbox_seq, match_index, price_fen, qty, buy_order_id, sell_order_id, aggressor "
               "FROM exchange_trade WHERE instrument_id = %s ORDER BY id")
+BAND_ACTION = "instrument.band"  # recorded by supervision.instruments with details["band_bps"] from and to
 TRADE_FIELDS = ("seq", "match_index", "price_fen", "qty", "buy_order", "sell_order", "aggressor")
 
 
@@ -83,25 +89,41 @@ class ReplayReport:
 class _Replayer(Apply):
     """The engine's matching stage on one book, with nothing written."""
 
-    def __init__(self, instrument: Instrument, *, state: str, reference_fen: int | None):
+    def __init__(self, instrument: Instrument, *, state: str, reference_fen: int | None,
+                 bands: list[tuple[datetime, int]]):
         self.instrument = copy.copy(instrument)
         self.instrument.state, self.instrument.reference_price_fen = state, reference_fen
         self.instrument.auction_ends_at = None
+        # The band as the instrument was listed with, then each change the regulator made, in order.
+        self.instrument.band_bps, self.bands = bands[0][1], bands[1:]
         self.instruments = {instrument.id: self.instrument}
         self.live: dict = {}
         self.books = {instrument.id: matching.Book.from_orders(
             np.zeros(0, dtype=matching.ORDER_DTYPE), ref_price=(reference_fen or 0) // instrument.tick_fen,
             band_ticks=band_ticks(self.instrument),
             mode=Mode.CONTINUOUS if state == State.CONTINUOUS else Mode.AUCTION)}
-        self.batch_us = 0
+        self.batch_at: datetime | None = None
         self.halt_moves = False
 
     def book_for(self, instrument_id):
         return self.books[instrument_id]
 
     def _read_halts(self, instrument_ids) -> None:
+        """What the engine reads from the instrument row before a batch (``Inbox._read_halts``):
+        the band the regulator set before the batch, and a halt or resumption."""
         instrument, book = self.instrument, self.books[self.instrument.id]
-        if not self.halt_moves or instrument.state == State.CLOSED:
+        if instrument.state == State.CLOSED:
+            return
+        band_bps = instrument.band_bps
+        while self.bands and self.bands[0][0] < self.batch_at:
+            band_bps = self.bands.pop(0)[1]
+        if band_bps != instrument.band_bps:
+            instrument.band_bps = band_bps
+            if instrument.reference_price_fen:
+                book.process(matching.make_commands([{
+                    "action": Action.SET_BAND, "price": instrument.reference_price_fen // instrument.tick_fen,
+                    "qty": band_ticks(instrument)}]))
+        if not self.halt_moves:
             return
         if instrument.state == State.HALTED:
             instrument.state = State.AUCTION  # resumed: a call auction, which an uncross ends
@@ -111,13 +133,22 @@ class _Replayer(Apply):
                 book.process(matching.make_commands([{"action": Action.SET_AUCTION}]))
 
     def _command_time_us(self) -> int:
-        return self.batch_us
+        return micros(self.batch_at)
 
     def _account(self, organisation_id, kind) -> int:
         return 0  # no ledger: nothing is written
 
     def _fee_rates(self, commands) -> dict:
         return {"default": (0, 0), "tiers": {}}  # fees change no fill
+
+
+def _bands(instrument: Instrument) -> list[tuple[datetime | None, int]]:
+    """(None, the band it was listed with), then (when, band) for each change the regulator recorded."""
+    changes = list(SupervisionAction.objects.filter(instrument=instrument, action=BAND_ACTION)
+                   .order_by("created_at", "id").values_list("created_at", "details"))
+    bands = [(at, details["band_bps"]["to"]) for at, details in changes if "band_bps" in details]
+    first = changes[0][1]["band_bps"]["from"] if bands else instrument.band_bps
+    return [(None, first), *bands]
 
 
 def _start(instrument: Instrument) -> tuple[str, int | None]:
@@ -176,7 +207,8 @@ class Replay:
             total = db.fetchone()[0]
         state, reference = _start(self.instrument)
         self.report.started_as = state
-        replayer = _Replayer(self.instrument, state=state, reference_fen=reference)
+        replayer = _Replayer(self.instrument, state=state, reference_fen=reference,
+                             bands=_bands(self.instrument))
         expected = _Expected(self.instrument.id)
         try:
             yield from self._replay(replayer, expected, total)
@@ -210,7 +242,7 @@ class Replay:
     def _batch(self, replayer: _Replayer, rows: list, expected: _Expected) -> bool:
         """Replay one engine batch and compare its fills; False at the first difference."""
         commands = [_command(self.instrument.id, row) for row in rows if not _set_aside(row)]
-        replayer.batch_us = micros(rows[0][7])
+        replayer.batch_at = rows[0][7]
         replayer.halt_moves = sum(1 for c in commands if c.action == InboxCommand.Action.AUCTION) % 2 == 1
         # BatchWrites.trades: (instrument, seq, match index, price, qty, buy order, sell order, buyer,
         # seller, aggressor, fees)

@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from accounts.models import Membership, Organisation
 from exchange import ledger
 from exchange.engine import EngineRunner
-from exchange.instruments import instrument_halt, instrument_open, instrument_resume
+from accounts.access import actor_from_user
+from exchange.instruments import instrument_open
 from exchange.models import FeeTier, Instrument, Order, Trade
 from tests.conftest import token_client
 from tests.exchange.conftest import drain, list_capacity, make_instrument
+from supervision import instruments as console
 from tests.factories import MembershipFactory
 
 
@@ -56,6 +58,10 @@ def trade_a_day() -> Day:
     for name in ("buyer_x", "buyer_y"):
         members[name] = MembershipFactory(organisation__kind=Organisation.Kind.BUYER, role=Membership.Role.TRADER)
         ledger.deposit(organisation=members[name].organisation, amount_fen=1_000_000_00)
+    members["regulator"] = MembershipFactory(organisation__kind=Organisation.Kind.REGULATOR,
+                                             role=Membership.Role.REGULATOR)
+    regulator = actor_from_user(members["regulator"].user)
+    here = console.Scope("instrument", instrument.code)
     a, b = (token_client(members[n], ("read", "trade", "provide")) for n in ("seller_a", "seller_b"))
     x, y = (token_client(members[n]) for n in ("buyer_x", "buyer_y"))
     runner = EngineRunner()
@@ -88,19 +94,32 @@ def trade_a_day() -> Day:
     _order(y, instrument, "buy", 1, type="market", tif="IOC")
     drain(runner)
 
-    # Orders waiting when a halt comes; the book collects, resumes through a call auction.
+    # Orders waiting when the regulator halts; the book collects, resumes through a call auction.
     _order(a, instrument, "sell", 4, "20.80")
     _order(x, instrument, "buy", 6, "20.90")
-    instrument_halt(instrument=instrument)
+    console.instruments_halt(actor=regulator, scope=here, reason="Disorderly market", orders="keep")
     drain(runner)
     assert not Trade.objects.filter(buy_order__in=Order.objects.filter(price_fen=2090)).exists()
-    instrument_resume(instrument=instrument)
+    console.instruments_resume(actor=regulator, scope=here, reason="Orderly again")
     drain(runner)
     instrument_open(instrument=instrument)
     drain(runner)
     _order(b, instrument, "sell", 2, "20.85")
     _order(y, instrument, "buy", 3, "20.95")
     drain(runner)
+
+    # A band narrowed to ±0.1 %: a cross far from the reference stops in a volatility auction
+    # rather than trading (with the listed band it would have traded at once).
+    console.instrument_band_set(actor=regulator, code=instrument.code, band_bps=10, reason="Tighter band")
+    auctions = Trade.objects.filter(aggressor="auction").count()
+    _order(a, instrument, "sell", 2, "21.50")
+    _order(x, instrument, "buy", 2, "21.50")
+    drain(runner)
+    assert not Trade.objects.filter(price_fen=2150).exists()
+    assert Instrument.objects.get(pk=instrument.pk).state == Instrument.State.AUCTION
+    instrument_open(instrument=instrument)
+    drain(runner)
+    assert Trade.objects.filter(aggressor="auction").count() > auctions
     runner.close()
     return Day(instrument, (members["seller_a"], members["seller_b"]), (members["buyer_x"], members["buyer_y"]),
                members)
