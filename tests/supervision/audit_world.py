@@ -69,7 +69,7 @@ def audit_world(market, provider, regulator) -> World:
     for action in (InboxCommand.Action.UNCROSS, InboxCommand.Action.EXPIRE, InboxCommand.Action.CLOSE):
         InboxCommand.objects.create(instrument=other, action=action)  # pending: the engine has not read them
     regulator_actor = actor_from_user(regulator.user)
-    action_record(actor=regulator_actor, action="kyc_approve", reason="Documents checked",
+    action_record(actor=regulator_actor, action="kyc.approve", reason="Documents checked",
                   organisation=parties.members["holder"].organisation)
-    action_record(actor=regulator_actor, action="instrument_halt", reason="Disorderly market", instrument=other)
+    action_record(actor=regulator_actor, action="instrument.halt", reason="Disorderly market", instrument=other)
     return World(parties, other, Order.objects.get(pk=order.id))
