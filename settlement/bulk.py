@@ -1,41 +1,10 @@
-"""The settlement runner's bulk writes: a writer thread on the batch's own connection, COPY in
-text built by the caller, and no cyclic garbage collection while a batch runs."""
+"""The settlement runner's bulk writes: a writer thread on the batch's own connection, and
+COPY in text built by the caller."""
 
 from __future__ import annotations
 
-import gc
 import queue
 import threading
-from contextlib import contextmanager
-
-_gc_lock = threading.Lock()
-_gc_pauses = 0
-_gc_was_enabled = False
-
-
-@contextmanager
-def cyclic_gc_paused():
-    """No cyclic garbage collection while a batch runs (reference counting still frees).
-
-    A batch makes a few hundred thousand short-lived, acyclic tuples and dicts; the
-    collections they triggered walked the whole heap several times per batch. Counted, so
-    runners on several threads of one process (the tests) turn it back on only when the
-    last batch ends. (exchange.engine.runner has the engine's own: importing it here would
-    load numba into every settlement process.)
-    """
-    global _gc_pauses, _gc_was_enabled
-    with _gc_lock:
-        if _gc_pauses == 0:
-            _gc_was_enabled = gc.isenabled()
-            gc.disable()
-        _gc_pauses += 1
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            _gc_pauses -= 1
-            if _gc_pauses == 0 and _gc_was_enabled:
-                gc.enable()
 
 
 class BulkWriter:

@@ -42,7 +42,8 @@ from exchange.db import pg_array
 from exchange.events import private_events_send
 from exchange.models import Journal, LedgerAccount
 from exchange.money import cny
-from settlement.bulk import BulkWriter, copy_text, cyclic_gc_paused
+from exchange.runners import ShardLock, cyclic_gc_paused
+from settlement.bulk import BulkWriter, copy_text
 
 log = logging.getLogger("settlement.runner")
 
@@ -142,27 +143,15 @@ def sla_credit_bp(delivered: int, scu_h: int, steps: list[tuple[int, int]]) -> i
     return max((credit for below, credit in steps if delivered * 10000 < below * scu_h), default=0)
 
 
-class SettlementRunner:
+class SettlementRunner(ShardLock):
+    ADVISORY_LOCK_CLASS = ADVISORY_LOCK_CLASS
+
     def __init__(self, *, shard: int = 0, shards: int = 1, batch_size: int | None = None):
         self.shard, self.shards = shard, shards
         self.batch_size = batch_size or settings.SETTLEMENT_BATCH_SIZE
         if self.batch_size < 1:
             raise ValueError(f"the batch size must be at least 1 (got {self.batch_size}; see SETTLEMENT_BATCH_SIZE)")
         self._sequences: dict[str, str] = {}
-
-    # ownership (as exchange.engine.runner's)
-
-    def acquire_shard(self, *, wait: bool = True) -> bool:
-        with connection.cursor() as cursor:
-            if wait:
-                cursor.execute("SELECT pg_advisory_lock(%s, %s)", [ADVISORY_LOCK_CLASS, self.shard])
-                return True
-            cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [ADVISORY_LOCK_CLASS, self.shard])
-            return cursor.fetchone()[0]
-
-    def release_shard(self) -> None:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [ADVISORY_LOCK_CLASS, self.shard])
 
     # passes
 
