@@ -70,7 +70,7 @@ class SurveillanceCursor(models.Model):
     Everything with ``seq`` at or below ``seq`` has been processed, except the commands in
     ``waiting`` (in the inbox, not yet processed by the engine when passed) and ``gaps``
     (ranges of sequence numbers with no row visible yet: an entry still committing, or one
-    rolled back), each ``[first, last, xid horizon, first seen (epoch s)]``; see
+    rolled back), each ``[first, last, transactions running then, first seen (epoch s)]``; see
     supervision.surveillance.feed.
     """
 

@@ -11,9 +11,11 @@ cursor would skip commands. The cursor (``SurveillanceCursor``) is instead:
   reads those processed since;
 - ``gaps``: ranges of numbers up to ``seq`` with no row visible when passed — an entry still
   committing, or one rolled back (the sequence never goes back). A gap is dropped once
-  every transaction that was running when it was seen has ended (PostgreSQL's snapshot
-  ``xmin`` has passed the ``xmax`` noted then) and ``GAP_GRACE_S`` have passed, so a
-  command that commits late is still read; one that never commits is forgotten.
+  every transaction of this database that was running when it was seen has ended (noted
+  from ``pg_stat_activity``: backend and start) and ``GAP_GRACE_S`` have passed, so a
+  command that commits late is still read; one that never commits is forgotten. (Not
+  PostgreSQL's snapshot horizon: that spans every database of the server, and one long
+  transaction anywhere would hold every gap.)
 
 ``seq`` advances only up to the last processed command a pass sees, so ``waiting`` holds
 only what an engine shard still has to do; it stops advancing while ``waiting`` is at
@@ -92,7 +94,7 @@ class Command:
 class Cursor:
     seq: int = 0
     waiting: list[int] = field(default_factory=list)
-    gaps: list[list] = field(default_factory=list)  # [first, last, xid horizon, first seen (epoch s)]
+    gaps: list[list] = field(default_factory=list)  # [first, last, [[pid, xact start]…], first seen (epoch s)]
     commands: int = 0
     trades: int = 0
 
@@ -114,19 +116,23 @@ def cursor_save(cursor: Cursor, name: str = "inbox") -> None:
         seq=cursor.seq, waiting=cursor.waiting, gaps=cursor.gaps, commands=cursor.commands, trades=cursor.trades))
 
 
-def _scalar(sql: str) -> int:
+def _running() -> list[list]:
+    """[backend pid, transaction start] of this database's other open transactions, now."""
     with connection.cursor() as c:
-        c.execute(sql)
-        return int(c.fetchone()[0])
+        # The activity view is read once per transaction and kept; a pass needs it as it is now.
+        c.execute("SELECT pg_stat_clear_snapshot()")
+        c.execute("SELECT pid, extract(epoch FROM xact_start)::float8 FROM pg_stat_activity "
+                  "WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL")
+        return [list(row) for row in c.fetchall()]
 
 
 def read(cursor: Cursor, *, limit: int, now: float | None = None) -> tuple[list[Command], Cursor]:
     """The next processed commands (at most about ``limit`` new ones, plus those that were
     waiting) with their trades, in seq order, and the cursor after them."""
     now = time.time() if now is None else now
-    # xmin before reading what was outstanding: a transaction below it has ended, so if it
+    # Before reading what was outstanding: a transaction not running now has ended, so if it
     # committed a number of a gap, the read below sees it.
-    xmin = _scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+    running = {(pid, start) for pid, start in _running()} if cursor.gaps or cursor.waiting else set()
     take: list[int] = []
     waiting: list[int] = []
     gaps: list[list] = []
@@ -140,30 +146,33 @@ def read(cursor: Cursor, *, limit: int, now: float | None = None) -> tuple[list[
             found = dict(c.fetchall())
         for seq in cursor.waiting:
             if seq not in found:  # gone meanwhile: forgotten as a rolled-back one would be
-                gaps.append([seq, seq, xmin, now])
+                gaps.append([seq, seq, [], now])
             else:
                 (take if found[seq] else waiting).append(seq)
-        for lo, hi, horizon, since in cursor.gaps:
+        for lo, hi, seen, since in cursor.gaps:
             inside = sorted(seq for seq in found if lo <= seq <= hi)
             for seq in inside:
                 (take if found[seq] else waiting).append(seq)
-            if xmin > horizon and now - since >= GAP_GRACE_S:
+            seen = [t for t in seen if tuple(t) in running]
+            if not seen and now - since >= GAP_GRACE_S:
                 continue  # every transaction that could have committed one of these has ended
-            gaps.extend([a, b, horizon, since] for a, b in _ranges_without(lo, hi, inside))
+            gaps.extend([a, b, seen, since] for a, b in _ranges_without(lo, hi, inside))
     high = cursor.seq
     if len(waiting) < MAX_WAITING:
         with connection.cursor() as c:
             c.execute("SELECT seq, processed_at IS NOT NULL FROM exchange_inboxcommand WHERE seq > %s "
                       "ORDER BY seq LIMIT %s", [cursor.seq, limit])
             rows = c.fetchall()
-        # xmax after the read: every transaction that could still commit a number it skipped is below it.
-        xmax = _scalar("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
         last = max((i for i, (_, processed) in enumerate(rows) if processed), default=-1)
+        after_read = None
         for seq, processed in rows[: last + 1]:
             if not processed and len(waiting) >= MAX_WAITING:
                 break
             if seq > high + 1:
-                gaps.append([high + 1, seq - 1, xmax, now])
+                # After the read: every transaction that could still commit a number it skipped is among these.
+                if after_read is None:
+                    after_read = _running()
+                gaps.append([high + 1, seq - 1, after_read, now])
             (take if processed else waiting).append(seq)
             high = seq
     commands = _commands(sorted(take))

@@ -179,7 +179,7 @@ class SurveillanceRunner:
         while not stop():
             n, t = self.step()
             commands, trades = commands + n, trades + t
-            if n < self.batch_size // 2:
+            if not n or n < self.batch_size // 2:
                 break
         return commands, trades
 
@@ -194,5 +194,5 @@ class SurveillanceRunner:
                 connection.close_if_unusable_or_obsolete()
                 n = 0
                 time.sleep(1)
-            if n < self.batch_size // 2:
+            if not n or n < self.batch_size // 2:  # caught up: wait for more
                 time.sleep(max(0.0, interval - (time.monotonic() - started)))
