@@ -1,3 +1,7 @@
 """``/api/v1/supervision/``: everything the console does, for programs."""
 
-urlpatterns: list = []
+from django.urls import include, path
+
+urlpatterns: list = [
+    path("", include("supervision.api_surveillance")),
+]
