@@ -71,8 +71,11 @@ def check_actor(actor: Actor, *, scope: str, acting: bool) -> None:
             code="scope_missing",
         )
     if acting and scope == "trade" and not organisation.is_verified:
+        # One code for every unverified status, as order entry's statement answers.
+        waiting = ("'s KYC application was rejected" if organisation.kyc_status == Organisation.Kyc.REJECTED
+                   else " is awaiting KYC verification")
         raise Forbidden(
-            f"{organisation.name} is awaiting KYC verification; trading opens once the regulator verifies it.",
+            f"{organisation.name}{waiting}; trading opens once the regulator verifies it.",
             code="kyc_pending",
         )
 

@@ -73,6 +73,9 @@ class Organisation(models.Model):
     class Kyc(models.TextChoices):
         PENDING = "pending", _("Pending")
         VERIFIED = "verified", _("Verified")
+        # The regulator refused the application: like pending (set-up, no trading), but the
+        # queue no longer shows it; the regulator may still approve it later.
+        REJECTED = "rejected", _("Rejected")
         SUSPENDED = "suspended", _("Suspended")
 
     name = models.CharField(max_length=200, unique=True)

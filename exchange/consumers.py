@@ -102,12 +102,12 @@ class EventsConsumer(JsonCommandConsumer):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def relay(self, message):
-        if not await self._may_still_read():
+        if not await self._may_still_read(message["events"]):
             return
         for event in message["events"]:
             await self.send_json(event)
 
-    async def _may_still_read(self) -> bool:
+    async def _may_still_read(self, events=()) -> bool:
         """Whether the socket's credentials still read this organisation's events.
 
         The stream outlives the check made when it opened: a revoked token, a deactivated
@@ -124,6 +124,11 @@ class EventsConsumer(JsonCommandConsumer):
             self.actor = await database_sync_to_async(_actor_recheck)(self.actor)
         except AppError as exc:
             del self.checked_at
+            if exc.code == "organisation_suspended":
+                # The regulator's own word on the suspension (its reason) goes out before the close.
+                for event in events:
+                    if event.get("type") == "kyc.changed":
+                        await self.send_json(event)
             await self.send_json({"type": "error", **exc.as_dict()})
             await self.close(code=4401 if exc.status_code == 401 else 4403)
             return False

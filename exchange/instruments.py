@@ -155,6 +155,102 @@ def instrument_resume(*, instrument: Instrument) -> Instrument:
     return instrument
 
 
+def _enqueue_many(instrument_ids: list[int], action: str) -> None:
+    InboxCommand.objects.bulk_create([InboxCommand(instrument_id=i, action=action) for i in instrument_ids])
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_notify('cx_inbox', '')")
+
+
+def _locked(instrument_ids) -> list[Instrument]:
+    # In id order, as the engine writes instrument rows: two writers never wait on each other in a cycle.
+    return list(Instrument.objects.select_for_update().filter(pk__in=list(instrument_ids)).order_by("id"))
+
+
+@transaction.atomic
+def instruments_halt(*, instrument_ids) -> list[Instrument]:
+    """Halt every one of ``instrument_ids`` that is trading or in an auction; return those halted.
+
+    As ``instrument_halt``, for many at once (a class, a hub, the whole market): closed and
+    already halted instruments are left as they are."""
+    halted = [i for i in _locked(instrument_ids) if i.state not in (State.CLOSED, State.HALTED)]
+    ids = [i.id for i in halted]
+    Instrument.objects.filter(pk__in=ids).update(state=State.HALTED)
+    for instrument in halted:
+        instrument.state = State.HALTED
+    _enqueue_many(ids, Action.AUCTION)
+    return halted
+
+
+@transaction.atomic
+def instruments_resume(*, instrument_ids, auction_seconds: int | None = None) -> list[Instrument]:
+    """Resume every halted one of ``instrument_ids`` through a call auction of ``auction_seconds``
+    (default VOLATILITY_AUCTION_SECONDS), which uncrosses by itself (housekeeping); return them."""
+    seconds = settings.VOLATILITY_AUCTION_SECONDS if auction_seconds is None else auction_seconds
+    ends = timezone.now() + timedelta(seconds=seconds)
+    resumed = [i for i in _locked(instrument_ids) if i.state == State.HALTED]
+    ids = [i.id for i in resumed]
+    Instrument.objects.filter(pk__in=ids).update(state=State.AUCTION, auction_ends_at=ends)
+    for instrument in resumed:
+        instrument.state, instrument.auction_ends_at = State.AUCTION, ends
+    # The command makes the runner read the resumption now (market data shows the auction).
+    _enqueue_many(ids, Action.AUCTION)
+    return resumed
+
+
+# Every live order of the instruments without a cancel already waiting: one cancel command
+# each, after whatever the inbox holds for it (a new order is placed, then cancelled).
+CANCEL_ALL_SQL = """
+    WITH live AS (
+        SELECT o.id, o.organisation_id, o.instrument_id FROM exchange_order o
+        WHERE o.instrument_id = ANY(%(ids)s) AND o.status IN ('accepted', 'open', 'partially_filled')
+          AND NOT EXISTS (SELECT 1 FROM exchange_inboxcommand c
+                          WHERE c.order_id = o.id AND c.action = 'cancel' AND c.processed_at IS NULL)
+        ORDER BY o.id
+    ), queued AS (
+        INSERT INTO exchange_inboxcommand (instrument_id, action, order_id, extra_hold_fen, created_at)
+        SELECT instrument_id, 'cancel', id, 0, now() FROM live ORDER BY id
+        RETURNING order_id
+    )
+    SELECT live.id, live.organisation_id, live.instrument_id FROM live JOIN queued ON queued.order_id = live.id
+    ORDER BY live.id
+"""
+
+
+@transaction.atomic
+def orders_cancel_all(*, instrument_ids) -> list[tuple[int, int, int]]:
+    """Cancel every live order of ``instrument_ids`` through the engine, as a trader's cancel
+    goes: the engine takes each out of its book, releases its hold or capacity and tells its
+    owner. Returns (order id, organisation id, instrument id) of each order asked to cancel."""
+    ids = sorted(instrument_ids)
+    if not ids:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(CANCEL_ALL_SQL, {"ids": ids})
+        rows = cursor.fetchall()
+        if rows:
+            cursor.execute("SELECT pg_notify('cx_inbox', '')")
+    return rows
+
+
+@transaction.atomic
+def instrument_band_set(*, instrument: Instrument, band_bps: int) -> tuple[Instrument, int]:
+    """Set the price band (basis points either side of the reference price); return the
+    instrument and the band it had. Order entry reads the row for every order; the engine
+    reads the band before its next batch of the instrument (``Inbox._read_halts``).
+
+    A narrower band is safe at once. A wider one meets a market bid whose entry read the
+    old band (and held for its top) only if that entry was under way as this commits; such
+    a bid can then pay up to the new top, the difference coming from its organisation's
+    available funds (the engine sets the order aside if they do not cover it)."""
+    instrument = Instrument.objects.select_for_update().get(pk=instrument.pk)
+    if instrument.state == State.CLOSED:
+        raise AppError("wrong_state", f"{instrument.code} is closed.", status_code=409)
+    before = instrument.band_bps
+    instrument.band_bps = band_bps
+    instrument.save(update_fields=["band_bps"])
+    return instrument, before
+
+
 _last_listing = 0.0
 
 

@@ -21,7 +21,7 @@ DESCRIPTIONS = {
     "400": "Invalid input; `fields` names what to fix.",
     "401": "No or bad credentials (a missing, revoked or expired token).",
     "403": "The caller may not do this (scope, role, organisation status).",
-    "404": "No such object (or not yours), or a page cursor the list did not give.",
+    "404": "No such object (or not yours), or a page (cursor or number) the list does not have.",
     "409": "Refused in the instrument's or the order's present state.",
     "422": "Understood but refused by a business rule (funds, capacity); nothing written.",
     "429": "Too many requests; see Retry-After.",
@@ -45,8 +45,10 @@ def error_statuses(path: str, method: str, operation: dict, default_security: li
         statuses.append("400")
     if _needs_credentials(operation, default_security):
         statuses.append("403")
-    # A cursor a list did not give (DRF's CursorPagination answers it as a missing page) is a 404 too.
-    if any(p.get("in") == "path" or (p.get("in") == "query" and p.get("name") == "cursor") for p in parameters):
+    # A cursor a list did not give, or a page number it does not have (DRF's paginators answer
+    # both as a missing page), is a 404 too.
+    if any(p.get("in") == "path" or (p.get("in") == "query" and p.get("name") in ("cursor", "page"))
+           for p in parameters):
         statuses.append("404")
     if (path, method) in ORDER_ENTRY:
         statuses += ["409", "422"]

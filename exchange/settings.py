@@ -218,7 +218,12 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "exchange.openapi.document_errors"],
     # Two lists of roles share the field name "roles": each gets a name of its own.
     "ENUM_NAME_OVERRIDES": {"AllocationRoleEnum": ["holder", "seller", "provider"],
-                            "SettlementRoleEnum": ["holder", "seller", "owner"]},
+                            "SettlementRoleEnum": ["holder", "seller", "owner"],
+                            # The supervision console's participants and disputes.
+                            "KycStatusEnum": ["pending", "verified", "rejected", "suspended"],
+                            "ParticipantKindEnum": ["buyer", "provider", "attestor"],
+                            "KycActionEnum": ["approve", "reject", "suspend", "reinstate"],
+                            "DisputeStateEnum": ["open", "upheld", "adjusted"]},
 }
 
 CACHES = {

@@ -32,6 +32,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from functools import partial
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -41,6 +42,8 @@ from exchange.db import pg_array
 from exchange.events import private_events_send
 from exchange.models import Journal, LedgerAccount
 from exchange.money import cny
+from exchange.runners import ShardLock, cyclic_gc_paused
+from settlement.bulk import BulkWriter, copy_text
 
 log = logging.getLogger("settlement.runner")
 
@@ -48,16 +51,34 @@ ADVISORY_LOCK_CLASS = 0x7374  # "st": settlement shards (the engine's class is "
 K = LedgerAccount.Kind
 J = Journal.Kind
 ONE = Decimal(1)
+# The kinds as plain strings: used several times per allocation, an enum member costs a
+# descriptor call to read and twice a string's time as a dictionary key.
+AVAILABLE, ESCROW, PAYABLE, DEBT, RECEIVABLE = (K.AVAILABLE.value, K.ESCROW.value, K.PAYABLE.value, K.DEBT.value,
+                                                K.RECEIVABLE.value)
+SETTLEMENT, REFUND, SLA_CREDIT, DEBT_RECORDED, DEBT_REPAYMENT, PAYOUT = (
+    J.SETTLEMENT.value, J.REFUND.value, J.SLA_CREDIT.value, J.DEBT.value, J.DEBT_REPAYMENT.value, J.PAYOUT.value)
+ZERO = cny(0)  # most allocations' credits, refunds and debts: not formatted again each time
+NULL = "\\N"  # COPY's text format
+# Allocations worked out per write handed to the writer thread (see settlement.bulk).
+CHUNK = 1000
+
+# The shard's ended instruments first, in a query of their own: given as a list, the
+# planner can estimate how many trades are due (behind "instrument_id % shards = shard"
+# it guessed 0.5 %, joined every unsettled allocation and sorted them on disk for each
+# batch); with the estimate it walks the unsettled index backwards and stops at the limit.
+ENDED_SQL = """
+    SELECT id, code, delivery_start FROM exchange_instrument
+    WHERE delivery_end <= %(cutoff)s AND id %% %(shards)s = %(shard)s
+"""
 
 DUE_SQL = """
     SELECT a.id, a.trade_id, a.holder_id, a.source_id, a.scu_h, a.resold_scu_h,
-           t.price_fen, t.qty, t.seller_id, t.seller_fee_fen, i.delivery_start, i.code, l.factor, l.asset_id
+           t.price_fen, t.qty, t.seller_id, t.seller_fee_fen, t.instrument_id, l.factor, l.asset_id
     FROM exchange_allocation a
     JOIN exchange_trade t ON t.id = a.trade_id
-    JOIN exchange_instrument i ON i.id = t.instrument_id
     JOIN marketplace_listingperiod p ON p.id = a.listing_period_id
     JOIN marketplace_listing l ON l.id = p.listing_id
-    WHERE a.settled_at IS NULL AND i.delivery_end <= %(cutoff)s AND t.instrument_id %% %(shards)s = %(shard)s
+    WHERE a.settled_at IS NULL AND t.instrument_id = ANY(%(instruments)s::bigint[])
       AND NOT EXISTS (SELECT 1 FROM settlement_dispute d WHERE d.allocation_id = a.id AND d.state = 'open')
       AND NOT EXISTS (SELECT 1 FROM exchange_allocation c WHERE c.source_id = a.id AND c.settled_at IS NULL)
     ORDER BY a.id DESC
@@ -66,7 +87,7 @@ DUE_SQL = """
 """
 
 
-@dataclass
+@dataclass(slots=True)
 class Due:
     id: int
     trade_id: int
@@ -107,6 +128,8 @@ def largest_remainder(total: int, shares: list[tuple[int, int]]) -> list[tuple[i
     ``(organisation id, share bp, fen)`` whose fen sum exactly to ``total``. The fen left
     by rounding down go one each to the largest remainders (ties: larger share, then
     lower organisation id)."""
+    if len(shares) == 1 and shares[0][1] == 10000:  # one owner: no rounding (most assets)
+        return [(shares[0][0], 10000, total)]
     parts = [(org, bp, total * bp // 10000, total * bp % 10000) for org, bp in shares]
     left = total - sum(p[2] for p in parts)
     order = sorted(range(len(parts)), key=lambda n: (-parts[n][3], -parts[n][1], parts[n][0]))
@@ -120,27 +143,15 @@ def sla_credit_bp(delivered: int, scu_h: int, steps: list[tuple[int, int]]) -> i
     return max((credit for below, credit in steps if delivered * 10000 < below * scu_h), default=0)
 
 
-class SettlementRunner:
+class SettlementRunner(ShardLock):
+    ADVISORY_LOCK_CLASS = ADVISORY_LOCK_CLASS
+
     def __init__(self, *, shard: int = 0, shards: int = 1, batch_size: int | None = None):
         self.shard, self.shards = shard, shards
         self.batch_size = batch_size or settings.SETTLEMENT_BATCH_SIZE
         if self.batch_size < 1:
             raise ValueError(f"the batch size must be at least 1 (got {self.batch_size}; see SETTLEMENT_BATCH_SIZE)")
         self._sequences: dict[str, str] = {}
-
-    # ownership (as exchange.engine.runner's)
-
-    def acquire_shard(self, *, wait: bool = True) -> bool:
-        with connection.cursor() as cursor:
-            if wait:
-                cursor.execute("SELECT pg_advisory_lock(%s, %s)", [ADVISORY_LOCK_CLASS, self.shard])
-                return True
-            cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [ADVISORY_LOCK_CLASS, self.shard])
-            return cursor.fetchone()[0]
-
-    def release_shard(self) -> None:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [ADVISORY_LOCK_CLASS, self.shard])
 
     # passes
 
@@ -151,7 +162,7 @@ class SettlementRunner:
         steps = self._sla_steps()
         total = 0
         while True:
-            with transaction.atomic():
+            with cyclic_gc_paused(), transaction.atomic():
                 settled = self._settle_batch(cutoff=cutoff, steps=steps, now=now)
             total += settled
             if settled == 0:
@@ -181,9 +192,12 @@ class SettlementRunner:
 
     def _settle_batch(self, *, cutoff: datetime, steps, now: datetime) -> int:
         with connection.cursor() as cursor:
-            cursor.execute(DUE_SQL, {"cutoff": cutoff, "shards": self.shards, "shard": self.shard,
-                                     "limit": self.batch_size})
-            due = [Due(*row) for row in cursor.fetchall()]
+            cursor.execute(ENDED_SQL, {"cutoff": cutoff, "shards": self.shards, "shard": self.shard})
+            ended = {instrument_id: (code, start) for instrument_id, code, start in cursor.fetchall()}
+            if not ended:
+                return 0
+            cursor.execute(DUE_SQL, {"instruments": pg_array(sorted(ended)), "limit": self.batch_size})
+            due = [Due(*row[:10], *ended[row[10]][::-1], *row[11:]) for row in cursor.fetchall()]
             if due:
                 # The query's NOT EXISTS reads disputes as of its start; one opened (and committed)
                 # between then and the row lock is not in it. Read again now that the rows are locked:
@@ -206,10 +220,24 @@ class SettlementRunner:
         self._lock_provenance_head()
         accounts, balances = self._lock_accounts(sorted(orgs))
         batch = Batch()
-        for d in due:
-            self._settle_one(d, delivered_own.get(d.id, 0) + children.get(d.id, 0), fee_shares[d.id], steps,
-                             owners, debts, accounts, balances, batch)
-        self._write(batch, due, accounts, balances, now)
+        stamp = now.isoformat()
+        # PostgreSQL stores one chunk while this thread works out the next (see settlement.bulk).
+        writer = BulkWriter(connection)
+        try:
+            writer.submit(lambda cursor: cursor.execute(
+                "UPDATE exchange_allocation SET settled_at = %s WHERE id = ANY(%s::bigint[])", [now, ids]))
+            for start in range(0, len(due), CHUNK):
+                marks = (len(batch.journals), len(batch.legs), len(batch.settlements), len(batch.payouts))
+                for d in due[start:start + CHUNK]:
+                    self._settle_one(d, delivered_own.get(d.id, 0) + children.get(d.id, 0), fee_shares[d.id], steps,
+                                     owners, debts, accounts, balances, batch)
+                writer.submit(partial(self._write_chunk, journals=batch.journals[marks[0]:],
+                                      legs=batch.legs[marks[1]:], first=marks[0],
+                                      settlements=batch.settlements[marks[2]:], payouts=batch.payouts[marks[3]:],
+                                      stamp=stamp))
+        finally:
+            writer.join()
+        self._write(batch, stamp)
         return len(due)
 
     @staticmethod
@@ -331,25 +359,27 @@ class SettlementRunner:
         refunded = d.scu_h - delivered
         price = d.price_fen
         paid, refund, value = delivered * price, refunded * price, d.scu_h * price
-        credit_bp = sla_credit_bp(delivered, d.scu_h, steps)
-        credit = _half_up(value * credit_bp, 10000)
+        # Delivered in full earns no credit: no step's threshold is above 10,000 bp.
+        credit_bp = sla_credit_bp(delivered, d.scu_h, steps) if refunded else 0
+        credit = _half_up(value * credit_bp, 10000) if credit_bp else 0
         holder, seller = d.holder_id, d.seller_id
-        escrow, holder_available = accounts[(holder, K.ESCROW)], accounts[(holder, K.AVAILABLE)]
-        payable, seller_available = accounts[(seller, K.PAYABLE)], accounts[(seller, K.AVAILABLE)]
-        seller_debt = accounts[(seller, K.DEBT)]
+        escrow, holder_available = accounts[(holder, ESCROW)], accounts[(holder, AVAILABLE)]
+        payable, seller_available = accounts[(seller, PAYABLE)], accounts[(seller, AVAILABLE)]
+        seller_debt = accounts[(seller, DEBT)]
+        journals, all_legs, trade_id, allocation_id = batch.journals, batch.legs, d.trade_id, d.id
 
         def journal(kind: str, legs: list[tuple[int, int]], memo: str = "") -> None:
-            n = len(batch.journals)
-            batch.journals.append((kind, d.trade_id, d.id, memo))
+            n = len(journals)
+            journals.append((kind, trade_id, allocation_id, memo))
             for account, amount in legs:
                 if amount:
-                    batch.legs.append((n, account, amount))
+                    all_legs.append((n, account, amount))
                     balances[account] += amount
 
         if paid:
-            journal(J.SETTLEMENT, [(escrow, -paid), (payable, paid)])
+            journal(SETTLEMENT, [(escrow, -paid), (payable, paid)])
         if refund:
-            journal(J.REFUND, [(escrow, -refund), (holder_available, refund)])
+            journal(REFUND, [(escrow, -refund), (holder_available, refund)])
         cover = paid - fee  # what the proceeds leave after the fee share charged at the trade
         credit_debt = fee_debt = 0
         from_proceeds = 0
@@ -358,20 +388,20 @@ class SettlementRunner:
             from_available = min(credit - from_proceeds, max(balances[seller_available], 0))
             credit_debt = credit - from_proceeds - from_available
             if from_proceeds + from_available:
-                journal(J.SLA_CREDIT, [(payable, -from_proceeds), (seller_available, -from_available),
+                journal(SLA_CREDIT, [(payable, -from_proceeds), (seller_available, -from_available),
                                        (holder_available, from_proceeds + from_available)])
             if credit_debt:
-                journal(J.DEBT, [(seller_debt, -credit_debt), (accounts[(holder, K.RECEIVABLE)], credit_debt)],
+                journal(DEBT_RECORDED, [(seller_debt, -credit_debt), (accounts[(holder, RECEIVABLE)], credit_debt)],
                         "SLA credit the seller could not pay")
                 self._debt_record(batch, debts, seller, holder, d.id, credit_debt)
         if cover < 0:
             from_available = min(-cover, max(balances[seller_available], 0))
             if from_available:
-                journal(J.SETTLEMENT, [(seller_available, -from_available), (payable, from_available)],
+                journal(SETTLEMENT, [(seller_available, -from_available), (payable, from_available)],
                         "fees beyond the proceeds")
             fee_debt = -cover - from_available
             if fee_debt:
-                journal(J.DEBT, [(seller_debt, -fee_debt), (payable, fee_debt)], "fees owed to the exchange")
+                journal(DEBT_RECORDED, [(seller_debt, -fee_debt), (payable, fee_debt)], "fees owed to the exchange")
                 self._debt_record(batch, debts, seller, None, d.id, fee_debt)
         left = max(cover, 0) - from_proceeds
         repaid = 0
@@ -384,10 +414,10 @@ class SettlementRunner:
                 continue
             legs = [(payable, -take), (seller_debt, take)]
             if creditor:
-                legs += [(accounts[(creditor, K.RECEIVABLE)], -take), (accounts[(creditor, K.AVAILABLE)], take)]
+                legs += [(accounts[(creditor, RECEIVABLE)], -take), (accounts[(creditor, AVAILABLE)], take)]
                 batch.events.append((creditor, {"type": "debt.repaid", "allocation_id": d.id, "debt_id": debt_id,
                                                 "debtor_id": seller, "amount": cny(take)}))
-            journal(J.DEBT_REPAYMENT, legs)
+            journal(DEBT_REPAYMENT, legs)
             row[2] -= take
             batch.repaid[debt_id] = batch.repaid.get(debt_id, 0) + take
             left -= take
@@ -395,7 +425,7 @@ class SettlementRunner:
         parts = largest_remainder(left, owners[(d.asset_id, d.delivery_start)] if d.source_id is None
                                   else [(seller, 10000)]) if left else []
         if parts:
-            journal(J.PAYOUT, [(payable, -left)] + [(accounts[(org, K.AVAILABLE)], fen) for org, _, fen in parts])
+            journal(PAYOUT, [(payable, -left)] + [(accounts[(org, AVAILABLE)], fen) for org, _, fen in parts])
             for org, bp, fen in parts:
                 batch.payouts.append((d.id, org, bp, fen))
                 batch.events.append((org, {"type": "payout.received", "allocation_id": d.id, "trade_id": d.trade_id,
@@ -405,72 +435,80 @@ class SettlementRunner:
         batch.settled_by_asset.setdefault(d.asset_id, []).append([d.id, delivered, refunded])
         common = {"type": "allocation.settled", "allocation_id": d.id, "trade_id": d.trade_id,
                   "instrument": d.instrument, "scu_h": d.scu_h, "delivered_scu_h": delivered,
-                  "refunded_scu_h": refunded, "price": cny(price), "sla_credit": cny(credit)}
-        batch.events.append((holder, {**common, "role": "holder", "refund": cny(refund),
-                                      "sla_credit_owed": cny(credit_debt)}))
+                  "refunded_scu_h": refunded, "price": cny(price), "sla_credit": cny(credit) if credit else ZERO}
+        batch.events.append((holder, {**common, "role": "holder", "refund": cny(refund) if refund else ZERO,
+                                      "sla_credit_owed": cny(credit_debt) if credit_debt else ZERO}))
         if seller != holder:
+            debt_recorded = credit_debt + fee_debt
             batch.events.append((seller, {**common, "role": "seller", "paid": cny(paid), "fee": cny(fee),
-                                          "debt_recorded": cny(credit_debt + fee_debt), "debt_repaid": cny(repaid),
-                                          "payout": cny(left)}))
+                                          "debt_recorded": cny(debt_recorded) if debt_recorded else ZERO,
+                                          "debt_repaid": cny(repaid) if repaid else ZERO, "payout": cny(left)}))
 
     def _debt_record(self, batch: Batch, debts, debtor: int, creditor: int | None, allocation_id: int,
                      amount: int) -> None:
         """A new debt, last in the debtor's list, so its proceeds later in this batch repay it as
         the next batches' would (else they were paid out while it stayed owed)."""
-        (debt_id,) = self._next_ids("settlement_debt", 1)
-        batch.debts.append((debt_id, debtor, creditor, allocation_id, amount))
-        debts.setdefault(debtor, []).append([debt_id, creditor, amount])
+        key = -(len(batch.debts) + 1)  # its id is drawn when the batch writes it (see _write)
+        batch.debts.append((key, debtor, creditor, allocation_id, amount))
+        debts.setdefault(debtor, []).append([key, creditor, amount])
 
     # writing
 
-    def _next_ids(self, table: str, count: int) -> list[int]:
-        with connection.cursor() as cursor:
-            sequence = self._sequences.get(table)
-            if sequence is None:
-                cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [table])
-                sequence = self._sequences[table] = cursor.fetchone()[0]
-            cursor.execute("SELECT nextval(%s::regclass) FROM generate_series(1, %s)", [sequence, count])
-            return [row[0] for row in cursor.fetchall()]
+    def _next_ids(self, cursor, table: str, count: int) -> list[int]:
+        sequence = self._sequences.get(table)
+        if sequence is None:
+            cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [table])
+            sequence = self._sequences[table] = cursor.fetchone()[0]
+        cursor.execute("SELECT nextval(%s::regclass) FROM generate_series(1, %s)", [sequence, count])
+        return [row[0] for row in cursor.fetchall()]
 
-    def _write(self, batch: Batch, due: list[Due], accounts, balances, now: datetime) -> None:
+    # COPY's text is built with one f-string per row (see copy_text). Every value is an
+    # integer, a fixed word or the batch's timestamp: nothing needs escaping.
+
+    def _write_chunk(self, cursor, *, journals, legs, first: int, settlements, payouts, stamp: str) -> None:
+        """One chunk's journals (``first``: the batch index of the first), legs, settlements and payouts."""
+        if journals:
+            journal_ids = self._next_ids(cursor, "exchange_journal", len(journals))
+            copy_text(cursor, "COPY exchange_journal (id, kind, trade_id, allocation_id, memo, created_at) FROM STDIN",
+                  [f"{journal_id}\t{kind}\t{trade_id}\t{allocation_id}\t{memo}\t{stamp}\n"
+                   for journal_id, (kind, trade_id, allocation_id, memo) in zip(journal_ids, journals)])
+            copy_text(cursor, "COPY exchange_ledgerleg (journal_id, account_id, amount_fen) FROM STDIN",
+                  [f"{journal_ids[n - first]}\t{account}\t{amount}\n" for n, account, amount in legs])
+        if settlements:
+            copy_text(cursor, "COPY settlement_settlement (allocation_id, trade_id, holder_id, seller_id, price_fen, scu_h, "
+                          "delivered_scu_h, refunded_scu_h, paid_fen, refund_fen, fee_fen, sla_credit_bp, sla_credit_fen, "
+                          "credit_debt_fen, fee_debt_fen, debt_repaid_fen, payout_fen, settled_at) FROM STDIN",
+                  ["\t".join(map(str, row)) + f"\t{stamp}\n" for row in settlements])
+        if payouts:
+            copy_text(cursor, "COPY settlement_payout (settlement_id, organisation_id, share_bp, amount_fen) FROM STDIN",
+                  [f"{allocation_id}\t{org}\t{bp}\t{fen}\n" for allocation_id, org, bp, fen in payouts])
+
+    def _write(self, batch: Batch, stamp: str) -> None:
+        """What the batch writes once its chunks are stored: debts, balances, provenance, events."""
         from marketplace.services import provenance_append_many
 
-        journal_ids = self._next_ids("exchange_journal", len(batch.journals)) if batch.journals else []
         deltas: dict[int, int] = {}
         for _, account, amount in batch.legs:
             deltas[account] = deltas.get(account, 0) + amount
         with connection.cursor() as cursor:
-            if journal_ids:
-                with cursor.copy("COPY exchange_journal (id, kind, order_id, trade_id, allocation_id, memo, created_at) "
-                                 "FROM STDIN") as copy:
-                    for journal_id, (kind, trade_id, allocation_id, memo) in zip(journal_ids, batch.journals):
-                        copy.write_row((journal_id, kind, None, trade_id, allocation_id, memo, now))
-                with cursor.copy("COPY exchange_ledgerleg (journal_id, account_id, amount_fen) FROM STDIN") as copy:
-                    for n, account, amount in batch.legs:
-                        copy.write_row((journal_ids[n], account, amount))
-            with cursor.copy("COPY settlement_settlement (allocation_id, trade_id, holder_id, seller_id, price_fen, "
-                             "scu_h, delivered_scu_h, refunded_scu_h, paid_fen, refund_fen, fee_fen, sla_credit_bp, "
-                             "sla_credit_fen, credit_debt_fen, fee_debt_fen, debt_repaid_fen, payout_fen, settled_at) "
-                             "FROM STDIN") as copy:
-                for row in batch.settlements:
-                    copy.write_row((*row, now))
-            if batch.payouts:
-                with cursor.copy("COPY settlement_payout (settlement_id, organisation_id, share_bp, amount_fen) "
-                                 "FROM STDIN") as copy:
-                    for row in batch.payouts:
-                        copy.write_row(row)
             if batch.debts:
-                with cursor.copy("COPY settlement_debt (id, debtor_id, creditor_id, settlement_id, amount_fen, "
-                                 "repaid_fen, created_at) FROM STDIN") as copy:
-                    for debt_id, debtor, creditor, allocation_id, amount in batch.debts:
-                        copy.write_row((debt_id, debtor, creditor, allocation_id, amount, 0, now))
+                # New debts were keyed -1, -2, … while the batch was worked out (the connection was
+                # the writer thread's); their ids are drawn now, before anything refers to them.
+                new_ids = dict(zip([key for key, *_ in batch.debts],
+                                   self._next_ids(cursor, "settlement_debt", len(batch.debts))))
+                copy_text(cursor, "COPY settlement_debt (id, debtor_id, creditor_id, settlement_id, amount_fen, "
+                                  "repaid_fen, created_at) FROM STDIN",
+                          [f"{new_ids[key]}\t{debtor}\t{NULL if creditor is None else creditor}\t{allocation_id}\t"
+                           f"{amount}\t0\t{stamp}\n" for key, debtor, creditor, allocation_id, amount in batch.debts])
+                batch.repaid = {new_ids.get(key, key): fen for key, fen in batch.repaid.items()}
+                for _, event in batch.events:
+                    if event["type"] == "debt.repaid" and event["debt_id"] < 0:
+                        event["debt_id"] = new_ids[event["debt_id"]]
             if batch.repaid:
                 debt_ids = sorted(batch.repaid)
                 cursor.execute("UPDATE settlement_debt d SET repaid_fen = d.repaid_fen + r.fen "
                                "FROM unnest(%s::bigint[], %s::bigint[]) AS r(id, fen) WHERE d.id = r.id",
                                [pg_array(debt_ids), pg_array([batch.repaid[i] for i in debt_ids])])
-            cursor.execute("UPDATE exchange_allocation SET settled_at = %s WHERE id = ANY(%s::bigint[])",
-                           [now, pg_array([d.id for d in due])])
             if deltas:
                 ids = sorted(deltas)
                 cursor.execute("UPDATE exchange_ledgeraccount a SET balance = a.balance + d.delta "

@@ -22,6 +22,7 @@ from settlement.models import Delivery, Dispute, MeterReport
 from settlement.selectors import (
     allocation_get, allocation_provider_id, allocation_window, metered_device_hours, scu_h_of,
 )
+from supervision.events import console_publish
 
 DEVICE_HOURS_MAX = Decimal("100000000")
 
@@ -205,6 +206,10 @@ def dispute_open(*, actor: Actor, allocation_id: int, reason: str, report_id: in
         raise AppError("dispute_open", f"Allocation {allocation.pk} already has an open dispute.",
                        status_code=409) from None
     _send(allocation, "dispute.opened", dispute_id=dispute.pk, reason=reason)
+    # The regulators' consoles hear of it too: a dispute waits for their decision.
+    console_publish({"type": "dispute.opened", "dispute_id": dispute.pk, "allocation_id": allocation.pk,
+                     "instrument": allocation.trade.instrument.code, "holder_id": allocation.holder_id,
+                     "reason": reason, "at": dispute.opened_at.isoformat()})
     return dispute
 
 

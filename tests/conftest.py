@@ -28,6 +28,18 @@ def _plain_static_storage(settings):
 
 
 @pytest.fixture(autouse=True)
+def _fresh_channel_layer():
+    # Each async test runs in an event loop of its own, and channels_redis keeps asyncio locks
+    # that bind to the loop that first waited on them: a layer instance shared with an earlier
+    # test's loop failed with "bound to a different event loop". A new instance per test.
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
+
+
+@pytest.fixture(autouse=True)
 def _fresh_instrument_directory():
     # Instruments are never deleted in the exchange, but each test's rows are: a code the
     # process-wide directory remembers may name another id in the next test.

@@ -52,11 +52,16 @@ def market():
     listing = period.listing
     # Settlement: the buyer holds an allocation of the provider's capacity (another day) and disputes it.
     allocation = allocation_make(provider=provider, buyer=buyer)
+    # Supervision: a regulator that may decide, and an organisation waiting for KYC to decide about.
+    regulator = MembershipFactory(organisation__kind=Organisation.Kind.REGULATOR, role=Membership.Role.REGULATOR)
+    applicant = MembershipFactory(organisation__kind=Organisation.Kind.BUYER,
+                                  organisation__kyc_status=Organisation.Kyc.PENDING, role=Membership.Role.TRADER)
     known = {"code": instrument.code, "id": listing.id, "pk": listing.id, "token_id": spare.id,
              "order_id": order.id, "allocation_id": allocation.id,
-             "dispute_id": dispute_make(allocation, by=buyer).id}
+             "dispute_id": dispute_make(allocation, by=buyer).id, "organisation_id": applicant.organisation_id}
     actors = {"anonymous": {}, "buyer": {"Authorization": f"Token {buyer_token}"},
-              "provider": {"Authorization": f"Token {provider_token}"}}
+              "provider": {"Authorization": f"Token {provider_token}"},
+              "regulator": {"Authorization": f"Token {_token(regulator, ('read', 'supervise'))}"}}
     return actors, known
 
 

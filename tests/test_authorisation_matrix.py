@@ -121,6 +121,46 @@ TABLE: dict[str, dict[str, int]] = {
     "POST /api/v1/settlement/disputes/{dispute_id}/resolve/": _row(401, 403, 403, 403, 403, 403, 403),
     "GET /api/v1/settlement/settlements/": _row(401, 200, 200, 200, 200, 200, 200),
     "GET /api/v1/settlement/sla-schedule/": everyone(200),
+    # ---- supervision: market statistics, for the regulator (read) only; JSON and CSV.
+    "GET /api/v1/supervision/statistics/volume/": _row(401, 403, 403, 403, 200, 403, 403),
+    "GET /api/v1/supervision/statistics/volume.csv": _row(401, 403, 403, 403, 200, 403, 403),
+    "GET /api/v1/supervision/statistics/price-index/": _row(401, 403, 403, 403, 200, 403, 403),
+    "GET /api/v1/supervision/statistics/price-index.csv": _row(401, 403, 403, 403, 200, 403, 403),
+    "GET /api/v1/supervision/statistics/utilisation/": _row(401, 403, 403, 403, 200, 403, 403),
+    "GET /api/v1/supervision/statistics/utilisation.csv": _row(401, 403, 403, 403, 200, 403, 403),
+    "GET /api/v1/supervision/statistics/green-share/": _row(401, 403, 403, 403, 200, 403, 403),
+    "GET /api/v1/supervision/statistics/green-share.csv": _row(401, 403, 403, 403, 200, 403, 403),
+    "GET /api/v1/supervision/statistics/providers/": _row(401, 403, 403, 403, 200, 403, 403),
+    "GET /api/v1/supervision/statistics/providers.csv": _row(401, 403, 403, 403, 200, 403, 403),
+    # ---- supervision: instruments. The console reads for regulators only; every action needs
+    # `supervise`, which the matrix's read-only regulator token lacks (403; tests/supervision cover it).
+    "GET /api/v1/supervision/classes/": _row(401, 403, 403, 403, 200, 403, 403),
+    "GET /api/v1/supervision/hubs/": _row(401, 403, 403, 403, 200, 403, 403),
+    "GET /api/v1/supervision/instruments/": _row(401, 403, 403, 403, 200, 403, 403),
+    "GET /api/v1/supervision/instruments/{code}/": _row(401, 403, 403, 403, 200, 403, 403),
+    "POST /api/v1/supervision/instruments/{code}/halt/": _row(401, 403, 403, 403, 403, 403, 403),
+    "POST /api/v1/supervision/instruments/{code}/resume/": _row(401, 403, 403, 403, 403, 403, 403),
+    "POST /api/v1/supervision/instruments/{code}/open/": _row(401, 403, 403, 403, 403, 403, 403),
+    "POST /api/v1/supervision/instruments/{code}/band/": _row(401, 403, 403, 403, 403, 403, 403),
+    "POST /api/v1/supervision/classes/{code}/halt/": _row(401, 403, 403, 403, 403, 403, 403),
+    "POST /api/v1/supervision/classes/{code}/resume/": _row(401, 403, 403, 403, 403, 403, 403),
+    "POST /api/v1/supervision/hubs/{code}/halt/": _row(401, 403, 403, 403, 403, 403, 403),
+    "POST /api/v1/supervision/hubs/{code}/resume/": _row(401, 403, 403, 403, 403, 403, 403),
+    "POST /api/v1/supervision/market/halt/": _row(401, 403, 403, 403, 403, 403, 403),
+    "POST /api/v1/supervision/market/resume/": _row(401, 403, 403, 403, 403, 403, 403),
+    # ---- supervision: participants and disputes. Reads need a regulator's member, actions `supervise`
+    # (which the matrix's read-only regulator token lacks; tests/supervision cover the regulator deciding).
+    "GET /api/v1/supervision/participants/": _row(401, 403, 403, 403, 200, 403, 403),
+    "GET /api/v1/supervision/participants/{organisation_id}/": _row(401, 403, 403, 403, 200, 403, 403),
+    "POST /api/v1/supervision/participants/{organisation_id}/kyc/": _row(401, 403, 403, 403, 403, 403, 403),
+    "POST /api/v1/supervision/participants/{organisation_id}/owner/": _row(401, 403, 403, 403, 403, 403, 403),
+    "POST /api/v1/supervision/participants/{organisation_id}/tier/": _row(401, 403, 403, 403, 403, 403, 403),
+    "GET /api/v1/supervision/owners/": _row(401, 403, 403, 403, 200, 403, 403),
+    "POST /api/v1/supervision/owners/": _row(401, 403, 403, 403, 403, 403, 403),
+    "GET /api/v1/supervision/fee-tiers/": _row(401, 403, 403, 403, 200, 403, 403),
+    "GET /api/v1/supervision/attestors/": _row(401, 403, 403, 403, 200, 403, 403),
+    "GET /api/v1/supervision/disputes/": _row(401, 403, 403, 403, 200, 403, 403),
+    "POST /api/v1/supervision/disputes/{dispute_id}/decision/": _row(401, 403, 403, 403, 403, 403, 403),
     # ---- pages (with the caller's session)
     "GET /": everyone(200),
     "GET /accounts/sign-in/": _row(200, 302, 302, 302, 302, 302, 302),
@@ -178,6 +218,30 @@ TABLE: dict[str, dict[str, int]] = {
     "GET /settlement/sla/": everyone(200),
     # The supervision console: regulators only.
     "GET /supervision/": _row(302, 403, 403, 403, 200, 403, 403),
+    "GET /supervision/statistics/": _row(302, 403, 403, 403, 200, 403, 403),
+    # Instruments; the regulator's session has `supervise`: an empty action form is invalid (400).
+    "GET /supervision/instruments/": _row(302, 403, 403, 403, 200, 403, 403),
+    "GET /supervision/instruments/classes/": _row(302, 403, 403, 403, 200, 403, 403),
+    "GET /supervision/instruments/hubs/": _row(302, 403, 403, 403, 200, 403, 403),
+    "GET /supervision/instruments/actions/": _row(302, 405, 405, 405, 405, 405, 405),
+    "POST /supervision/instruments/actions/": _row(302, 403, 403, 403, 400, 403, 403),
+    "GET /supervision/instruments/<str:code>/": _row(302, 403, 403, 403, 200, 403, 403),
+    # The regulator's session may decide: an empty form is refused as invalid (400).
+    "GET /supervision/participants/": _row(302, 403, 403, 403, 200, 403, 403),
+    "GET /supervision/participants/<int:organisation_id>/": _row(302, 403, 403, 403, 200, 403, 403),
+    "GET /supervision/participants/<int:organisation_id>/kyc/": _row(302, 405, 405, 405, 405, 405, 405),
+    "POST /supervision/participants/<int:organisation_id>/kyc/": _row(302, 403, 403, 403, 400, 403, 403),
+    "GET /supervision/participants/<int:organisation_id>/owner/": _row(302, 405, 405, 405, 405, 405, 405),
+    "POST /supervision/participants/<int:organisation_id>/owner/": _row(302, 403, 403, 403, 400, 403, 403),
+    "GET /supervision/participants/<int:organisation_id>/tier/": _row(302, 405, 405, 405, 405, 405, 405),
+    "POST /supervision/participants/<int:organisation_id>/tier/": _row(302, 403, 403, 403, 400, 403, 403),
+    "GET /supervision/participants/owners/": _row(302, 403, 403, 403, 200, 403, 403),
+    "POST /supervision/participants/owners/": _row(302, 403, 403, 403, 400, 403, 403),
+    "GET /supervision/participants/tiers/": _row(302, 403, 403, 403, 200, 403, 403),
+    "GET /supervision/participants/attestors/": _row(302, 403, 403, 403, 200, 403, 403),
+    "GET /supervision/disputes/": _row(302, 403, 403, 403, 200, 403, 403),
+    "GET /supervision/disputes/<int:dispute_id>/resolve/": _row(302, 405, 405, 405, 405, 405, 405),
+    "POST /supervision/disputes/<int:dispute_id>/resolve/": _row(302, 403, 403, 403, 400, 403, 403),
 }
 
 
@@ -253,6 +317,7 @@ def world(catalogue, device_type, attestor_key):
         "asset": asset.id, "listing": listing.id, "device_type": device_type.id,
         "attestation": Attestation.objects.filter(device_type=device_type).first().id,
         "order": order.id, "token": spare_token.id, "allocation": allocation.id, "dispute": dispute.id,
+        "organisation": members["buyer"].organisation_id,
     }
     return members, tokens, ids
 
@@ -276,6 +341,8 @@ def fill(route: str, ids: dict) -> str:
             return str(ids["token"])
         if name == "allocation_id" and not route.startswith("/api/"):
             return "2000000000"  # pages: none exists (see the settlement page rows)
+        if name == "organisation_id":
+            return str(ids["organisation"])
         if name in ("allocation_id", "dispute_id"):
             return str(ids[name.removesuffix("_id")])
         before = route[: match.start()]

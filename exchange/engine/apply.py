@@ -119,6 +119,9 @@ class Apply:
             elif action == InboxCommand.Action.AUCTION:
                 if book.mode != Mode.CONTINUOUS:
                     continue  # already collecting (an auction, or halted)
+                # Halted and resumed between two batches: no batch read the halt, so the
+                # resumption's call auction starts here.
+                writes.instrument_changes.setdefault(instrument.id, {}).update(state=Instrument.State.AUCTION)
                 rows.append((Action.SET_AUCTION, 0, 0, 0, 0, 0, 0, 0, 0, now, 0))
             elif action == InboxCommand.Action.EXPIRE:
                 rows.append((Action.EXPIRE, 0, 0, 0, 0, 0, 0, 0, 0, now, 0))

@@ -145,25 +145,33 @@ class Inbox:
         self.instruments[instrument.id] = instrument
 
     def _read_halts(self, instrument_ids) -> None:
-        """Bring the books' instruments up to date with halts and resumptions.
+        """Bring the books' instruments up to date with halts, resumptions and price bands.
 
-        Halting and resuming are the regulator's, written to the instrument row outside the
-        inbox; read before every batch, a halt stops matching for every command processed
-        after it commits, orders that were already waiting in the inbox included. A halted
-        book collects (auction mode) and stays so on resume, whose call auction uncrosses
-        it. Only these two moves are read: every other state is the engine's own and may
-        be ahead of the row while the previous batch is still being written."""
+        Halting, resuming and the band are the regulator's, written to the instrument row
+        outside the inbox; read before every batch, a halt stops matching for every command
+        processed after it commits, orders that were already waiting in the inbox included. A
+        halted book collects (auction mode) and stays so on resume, whose call auction
+        uncrosses it. Only these are read: every other state is the engine's own and may be
+        ahead of the row while the previous batch is still being written."""
         halted = Instrument.State.HALTED
         with connection.cursor() as cursor:
-            cursor.execute("SELECT id, state, auction_ends_at FROM exchange_instrument WHERE id = ANY(%s)",
+            cursor.execute("SELECT id, state, auction_ends_at, band_bps FROM exchange_instrument WHERE id = ANY(%s)",
                            [pg_array(sorted(instrument_ids))])
             rows = cursor.fetchall()
-        for instrument_id, state, auction_ends_at in rows:
+        for instrument_id, state, auction_ends_at, band_bps in rows:
             instrument = self.instruments[instrument_id]
-            if instrument.state == Instrument.State.CLOSED or (state == halted) == (instrument.state == halted):
+            if instrument.state == Instrument.State.CLOSED:
+                continue
+            book = self.books[instrument_id]
+            if band_bps != instrument.band_bps:
+                instrument.band_bps = band_bps
+                if instrument.reference_price_fen:  # no reference yet: no band to move
+                    book.process(matching.types.make_commands([{
+                        "action": Action.SET_BAND, "price": instrument.reference_price_fen // instrument.tick_fen,
+                        "qty": band_ticks(instrument)}]))
+            if (state == halted) == (instrument.state == halted):
                 continue
             instrument.state, instrument.auction_ends_at = state, auction_ends_at
-            book = self.books[instrument_id]
             if state == halted and book.mode == Mode.CONTINUOUS:
                 book.process(matching.types.make_commands([{"action": Action.SET_AUCTION}]))
 

@@ -3,13 +3,10 @@ failing command aside, and the run loop."""
 
 from __future__ import annotations
 
-import gc
 import logging
-import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
-from contextlib import contextmanager
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, connections, transaction
@@ -23,6 +20,7 @@ from exchange.engine.events import Events
 from exchange.engine.inbox import Inbox, LiveOrder, PendingCommand
 from exchange.engine.write import Write
 from exchange.models import InboxCommand, Instrument, Order
+from exchange.runners import ShardLock, cyclic_gc_paused
 
 log = logging.getLogger("exchange.engine")
 
@@ -60,37 +58,10 @@ def shard_of(instrument_id: int, shards: int) -> int:
     return instrument_id % shards
 
 
-_gc_lock = threading.Lock()
-_gc_pauses = 0
-_gc_was_enabled = False
-
-
-@contextmanager
-def cyclic_gc_paused():
-    """No cyclic garbage collection while a batch runs (reference counting still frees).
-
-    A batch makes some hundred thousand short-lived, acyclic objects; the collector they
-    triggered walked the whole heap (every resting order) many times per batch, about a
-    tenth of the engine's time. Counted, so runners on several threads of one process
-    (the tests) turn it back on only when the last batch ends.
-    """
-    global _gc_pauses, _gc_was_enabled
-    with _gc_lock:
-        if _gc_pauses == 0:
-            _gc_was_enabled = gc.isenabled()
-            gc.disable()
-        _gc_pauses += 1
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            _gc_pauses -= 1
-            if _gc_pauses == 0 and _gc_was_enabled:
-                gc.enable()
-
-
-class EngineRunner(Inbox, Apply, Write, Events):
+class EngineRunner(ShardLock, Inbox, Apply, Write, Events):
     """One shard's writer: the stages of the package put together (see ``exchange.engine``)."""
+
+    ADVISORY_LOCK_CLASS = ADVISORY_LOCK_CLASS
 
     def __init__(self, *, shard: int = 0, shards: int = 1, batch_size: int | None = None):
         if not 0 <= shard < shards:
@@ -110,22 +81,6 @@ class EngineRunner(Inbox, Apply, Write, Events):
         self._batch_started = 0.0  # when drain last read a batch (ENGINE_BATCH_INTERVAL_MS)
 
     # ownership
-
-    def acquire_shard(self, *, wait: bool = True) -> bool:
-        """Hold the shard's advisory lock for the life of this connection.
-
-        A second runner for the same shard blocks here instead of writing.
-        """
-        with connection.cursor() as cursor:
-            if wait:
-                cursor.execute("SELECT pg_advisory_lock(%s, %s)", [ADVISORY_LOCK_CLASS, self.shard])
-                return True
-            cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [ADVISORY_LOCK_CLASS, self.shard])
-            return cursor.fetchone()[0]
-
-    def release_shard(self) -> None:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [ADVISORY_LOCK_CLASS, self.shard])
 
     def owns(self, instrument_id: int) -> bool:
         return shard_of(instrument_id, self.shards) == self.shard

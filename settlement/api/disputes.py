@@ -17,6 +17,7 @@ from settlement.access import check_holder, oversees
 from settlement.api.common import TAG, DeviceHours, IdPagination, input_of
 from settlement.api.out import DisputeOut
 from settlement.models import Dispute
+from supervision.disputes import dispute_decide
 
 
 class DisputeOpenApi(APIView):
@@ -76,5 +77,6 @@ class DisputeResolveApi(APIView):
     def post(self, request, dispute_id: int):
         actor = request_actor(request)
         check_supervisor(actor)
-        dispute = services.dispute_resolve(actor=actor, dispute_id=dispute_id, **input_of(self.DisputeResolveIn, request))
+        # The console's decision: settlement's, plus the regulator's record and the consoles' stream.
+        dispute = dispute_decide(actor=actor, dispute_id=dispute_id, **input_of(self.DisputeResolveIn, request))
         return Response(DisputeOut(dispute).data)

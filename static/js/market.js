@@ -19,20 +19,45 @@
     open();
   }
 
-  CX.marketsPage = function (table) {
-    if (!table) return;
+  // State names in the page's language, from the page's json_script (the socket sends codes).
+  function stateLabel(state) {
+    const el = document.getElementById("state-labels");
+    const labels = el ? JSON.parse(el.textContent) : {};
+    return labels[state] || state;
+  }
+
+  // Show an instrument's state (from a snapshot or an update) in `root`: its [data-field=state]
+  // text, its data-state attribute (for styles), and any [data-when-state] element shown only
+  // in the states it lists.
+  function showState(root, state) {
+    if (!state || root.dataset.state === state) return;
+    root.dataset.state = state;
+    const cell = root.querySelector("[data-field=state]");
+    if (cell) { cell.textContent = stateLabel(state); flash(cell); }
+    root.querySelectorAll("[data-when-state]").forEach((el) => {
+      el.hidden = !el.dataset.whenState.split(" ").includes(state);
+    });
+  }
+  CX.showState = showState;
+
+  // Every element with data-instrument inside `container` follows its instrument live: state,
+  // and whichever of bid, ask and last it shows.
+  CX.marketsPage = function (container) {
+    if (!container) return;
     const rows = {};
-    table.querySelectorAll("tr[data-instrument]").forEach((tr) => { rows[tr.dataset.instrument] = tr; });
+    container.querySelectorAll("[data-instrument]").forEach((el) => { rows[el.dataset.instrument] = el; });
     connect(
       (ws) => Object.keys(rows).forEach((code) => ws.send(JSON.stringify({ action: "subscribe", instrument: code }))),
       (msg) => {
-        const tr = rows[msg.instrument];
-        if (!tr || msg.type !== "md.update") return;
+        const row = rows[msg.instrument];
+        if (!row || (msg.type !== "md.update" && msg.type !== "md.snapshot")) return;
+        showState(row, msg.state);
+        if (msg.type !== "md.update") return;
         const t = msg.ticker;
         for (const field of ["bid", "ask", "last"]) {
-          const cell = tr.querySelector(`[data-field=${field}]`);
+          const cell = row.querySelector(`[data-field=${field}]`);
           const value = t[field] || "—";
-          if (cell.textContent !== value) { cell.textContent = value; flash(cell); }
+          if (cell && cell.textContent !== value) { cell.textContent = value; flash(cell); }
         }
       }
     );
@@ -49,6 +74,7 @@
     const book = { bids: new Map(), asks: new Map(), seq: null };
     let pending = [];
     const ticker = document.getElementById("ticker");
+    const head = document.getElementById("market-head") || ticker;
 
     function apply(levels, side) {
       for (const [price, qty] of levels) {
@@ -85,6 +111,7 @@
         if (el && value !== undefined && el.textContent !== (value || "—")) { el.textContent = value || "—"; flash(el); }
       };
       set("last", msg.ticker.last); set("bid", msg.ticker.bid); set("ask", msg.ticker.ask);
+      showState(head, msg.state);
     }
 
     fetch(`/api/v1/instruments/${encodeURIComponent(code)}/trades/`).then((r) => r.json()).then((data) => {
@@ -98,6 +125,7 @@
           book.bids = new Map(msg.bids.map(([p, q]) => [p, q]));
           book.asks = new Map(msg.asks.map(([p, q]) => [p, q]));
           book.seq = msg.seq;
+          showState(head, msg.state);
           for (const update of pending) if (update.seq > book.seq) handle(update, ws);
           pending = [];
           render();
@@ -115,6 +143,7 @@
         book.seq = null;
         ws.send(JSON.stringify({ action: "subscribe", instrument: code }));
         addTrades(msg.trades);
+        showState(head, msg.state);  // a state is whole, not a change: the latest holds
         return;
       }
       book.seq = msg.seq;

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
+from importlib import import_module
 
 import pytest
 from django.conf import settings
@@ -65,14 +66,18 @@ class Market:
         return settled
 
 
-@pytest.fixture
-def sla_schedule(db):
-    """The published SLA credit schedule (a data migration writes it; a transactional test
-    elsewhere in the run empties every table, that one included)."""
+def sla_schedule_ensure() -> None:
+    """The published SLA schedule of the data migration (a transactional test empties every
+    table, and a database kept with --reuse-db stays so)."""
     from settlement.models import SlaCreditStep
 
-    for below_bp, credit_bp in ((9990, 1000), (9900, 2500), (9500, 10000)):
+    for below_bp, credit_bp in import_module("settlement.migrations.0002_sla_schedule").DEFAULT_STEPS:
         SlaCreditStep.objects.get_or_create(below_bp=below_bp, defaults={"credit_bp": credit_bp})
+
+
+@pytest.fixture
+def sla_schedule(db):
+    sla_schedule_ensure()
 
 
 @pytest.fixture

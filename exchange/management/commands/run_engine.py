@@ -4,6 +4,7 @@ import signal
 from django.core.management.base import BaseCommand, CommandError
 
 from exchange.engine import EngineRunner
+from exchange.runners import shard_parse
 
 log = logging.getLogger("exchange.engine")
 
@@ -18,11 +19,9 @@ class Command(BaseCommand):
 
     def handle(self, *args, shard: str, batch_size: int, **options):
         try:
-            k, n = (int(part) for part in shard.split("/"))
-        except ValueError:
-            k, n = -1, 0
-        if not 0 <= k < n:
-            raise CommandError("--shard must be K/N with 0 <= K < N, e.g. 0/2")
+            k, n = shard_parse(shard)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
         try:
             runner = EngineRunner(shard=k, shards=n, batch_size=batch_size)
         except ValueError as exc:  # the batch size, from --batch-size or ENGINE_BATCH_SIZE

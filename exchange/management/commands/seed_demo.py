@@ -6,6 +6,7 @@ from accounts import demo as accounts_demo
 from exchange import demo as exchange_demo
 from marketplace import demo as marketplace_demo
 from marketplace.periods import DEMO_CLASS_CODE
+from supervision import demo as supervision_demo
 
 
 class Command(BaseCommand):
@@ -16,6 +17,7 @@ class Command(BaseCommand):
             organisations = accounts_demo.seed()
             market = marketplace_demo.seed(organisations)
             exchange_demo.seed(organisations)
+            pending = supervision_demo.seed()
         self.stdout.write(self.style.SUCCESS(f"Demo data ready: {len(organisations)} organisations."))
         self.stdout.write(
             f"Marketplace: {market['device_types']} attested device types, {market['assets']} co-owned assets, "
@@ -27,5 +29,10 @@ class Command(BaseCommand):
                 f"{len(marketplace_demo.DEMO_LISTINGS)} co-owned assets; the simulator delivers, meters and settles them.")
         self.stdout.write(f"Demo logins (password {accounts_demo.DEMO_PASSWORD}):")
         for name, _kind, _city, _owner, people in accounts_demo.ORGANISATIONS:
+            for email, role in people:
+                self.stdout.write(f"  {email:<32} {role:<15} {name}")
+        self.stdout.write(f"KYC queue: {pending} applications waiting for the regulator at /supervision/participants/; "
+                          "their people (same password, trading opens once verified):")
+        for name, _kind, _city, _owner, _days, people in supervision_demo.APPLICATIONS:
             for email, role in people:
                 self.stdout.write(f"  {email:<32} {role:<15} {name}")
