@@ -48,7 +48,7 @@ class Draft:
 
 
 def event_of(alert_id: int, draft: Draft, *, created: bool) -> dict:
-    return {"type": "alert" if created else "alert.updated", "id": alert_id, "rule": draft.rule,
+    return {"type": "alert" if created else "alert.updated", "id": alert_id, "rule": draft.rule, "seq": draft.seq,
             "severity": draft.severity, "state": "open", "instrument_id": draft.instrument_id,
             "organisation_ids": draft.organisation_ids, "figures": draft.evidence["figures"],
             "findings": draft.evidence["findings"], "at": draft.evidence["last_at"]}
