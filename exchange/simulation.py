@@ -63,7 +63,7 @@ MAX_QTY, DEMO_MAX_QTY = 20, 5
 
 class MarketSimulator:
     def __init__(self, *, instruments: int = 6, seed: int | None = None, max_resting: int = 12,
-                 shortfall_every: int = 8, abuse_every: float = 180.0, abuse_first_after: float = 30.0):
+                 shortfall_every: int = 8, abuse_every: float = 180.0, abuse_first_after: float = 0.0):
         self.random = random.Random(seed)
         self.instrument_count = instruments
         self.max_resting = max_resting

@@ -50,12 +50,15 @@ def _listed(actor: Actor):
 
 class Abusers:
     def __init__(self, simulator, *, every: float, first_after: float):
-        """One of them acts every ``every`` seconds (0: never), the first ``first_after`` seconds in."""
+        """Each plays every ``every`` seconds (0: never): the wash trader from ``first_after``
+        seconds in (it waits for an opening auction, as there are at start), the spoofer half
+        a minute later."""
         self.sim = simulator
         self.every = every
-        self.due = time.monotonic() + first_after
-        self.turn = 0
+        now = time.monotonic()
+        self.wash_due, self.spoof_due = now + first_after, now + first_after + 30
         self.spoof: SpoofRun | None = None
+        self.spoofs = 0  # spoofing runs completed
         self.washed: tuple[Order, Order] | None = None  # the last wash trader's two orders
 
     def instruments(self) -> list[Instrument]:
@@ -63,14 +66,15 @@ class Abusers:
         return [self.spoof.instrument] if self.spoof else []
 
     def step(self) -> None:
+        if self.every <= 0:
+            return
+        now = time.monotonic()
         if self.spoof is not None:
             self._spoof_step()
-            return
-        if self.every <= 0 or time.monotonic() < self.due:
-            return
-        if self._wash() if self.turn % 2 == 0 else self._spoof_start():
-            self.turn += 1
-            self.due = time.monotonic() + self.every
+        elif now >= self.spoof_due and self._spoof_start():
+            self.spoof_due = now + self.every
+        if now >= self.wash_due and self._wash():
+            self.wash_due = now + self.every
 
     # --- the wash trader -----------------------------------------------------------------
 
@@ -131,6 +135,7 @@ class Abusers:
             self.sim._cancel(run.actor, run.bid.id)
             run.bid, run.cycles = None, run.cycles - 1
             if run.cycles == 0:
+                self.spoofs += 1
                 log.info("demo spoofing: %s placed and pulled %d large bids in %s while selling into the bid",
                          run.actor.organisation.name, SPOOF_CYCLES, run.instrument.code)
                 self.spoof = None
