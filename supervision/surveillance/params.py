@@ -73,6 +73,8 @@ SPECS: dict[str, RuleSpec] = {spec.code: spec for spec in (
              "medium",
              {"max_share_pct": _p(40, 1, 100, _("Share of the capacity held by buyers (percent).")),
               "min_sold_scu_h": _p(100, 1, 10**12, _("Only instruments with at least this much sold (SCU·h).")),
+              "min_holders": _p(3, 1, 1000, _("Only instruments where at least this many buyers hold capacity "
+                                              "(with two, one of them always holds half).")),
               "interval_s": _p(10, 1, 3600, _("Seconds between two checks of one instrument.")),
               "cooldown_s": _p(86400, 0, 30 * 86400, COOLDOWN.help)}),
     RuleSpec("withholding", _("Withholding"),

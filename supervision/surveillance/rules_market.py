@@ -57,7 +57,7 @@ class Hoarding(Rule):
                 by_instrument.setdefault(inst, []).append((owner, orgs, held))
         for inst, holders in by_instrument.items():
             total = sum(held for _, _, held in holders)
-            if total < p["min_sold_scu_h"]:
+            if total < p["min_sold_scu_h"] or len(holders) < p["min_holders"]:
                 continue
             for owner, orgs, held in holders:
                 share = held * 100 / total
