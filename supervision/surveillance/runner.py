@@ -19,6 +19,7 @@ import time
 from django.conf import settings
 from django.db import connection, transaction
 
+from exchange.runners import cyclic_gc_paused
 from supervision.surveillance import feed
 from supervision.surveillance.alerts import AlertWriter
 from supervision.surveillance.context import Context
@@ -105,7 +106,9 @@ class SurveillanceRunner:
         if not self.loaded:
             self.load()
         try:
-            with transaction.atomic():
+            # No cyclic collection during a pass: the book copy holds every resting order, and a
+            # pass makes thousands of short-lived objects (exchange.runners says more).
+            with cyclic_gc_paused(), transaction.atomic():
                 self._configure()
                 cursor = feed.cursor_load(lock=True)
                 commands, after = feed.read(cursor, limit=self.batch_size)
