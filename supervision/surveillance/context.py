@@ -146,6 +146,13 @@ class Context:
             return before
         return self.reference.get(instrument_id)
 
+    def forget(self, instrument_id: int) -> None:
+        """The instrument closed: nothing more will trade in it."""
+        for store in (self.recent_trades, self.last_price, self.reference, self._info):
+            store.pop(instrument_id, None)
+        for key in [k for k in self.owner_trades if k[1] == instrument_id]:
+            del self.owner_trades[key]
+
     # --- what every trade updates -------------------------------------------------------
 
     def record_trade(self, trade: Trade) -> None:

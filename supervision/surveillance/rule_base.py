@@ -36,6 +36,9 @@ class Rule:
     def on_pass_end(self, ctx: Context, p: dict, now: float) -> None:
         """Once per pass (not while warming up): rules that read the database's state."""
 
+    def forget(self, instrument_id: int) -> None:
+        """The instrument closed: drop what is kept about it (called whether the rule runs or not)."""
+
     @classmethod
     def hooks(cls) -> set[str]:
         return {name for name in HOOKS if getattr(cls, name) is not getattr(Rule, name)}

@@ -39,6 +39,10 @@ class Hoarding(Rule):
         self.checked: dict[int, float] = {}  # instrument → when last checked (monotonic)
         self.pending: set[int] = set()
 
+    def forget(self, instrument_id: int) -> None:
+        self.checked.pop(instrument_id, None)
+        self.pending.discard(instrument_id)
+
     def on_pass_end(self, ctx: Context, p: dict, now: float) -> None:
         self.pending |= ctx.traded
         clock = time.monotonic()

@@ -48,6 +48,9 @@ class MarkingClose(Rule):
             self._note(ctx, command, Resting(order.order_id, order.organisation_id, order.side, order.price_fen,
                                              order.qty, order.remaining, order.at, order.expires_at, order.away_bps), True)
 
+    def forget(self, instrument_id: int) -> None:
+        self.late.pop(instrument_id, None)
+
     def on_close(self, ctx: Context, p: dict, command: Command) -> None:
         """Gate closure: did the last minutes' aggressive trading, mostly by one owner, move the price?"""
         inst = command.instrument_id
@@ -131,6 +134,9 @@ class PriceMove(Rule):
     def __init__(self):
         self.flagged: dict[int, float] = {}  # instrument → when last reported
 
+    def forget(self, instrument_id: int) -> None:
+        self.flagged.pop(instrument_id, None)
+
     def on_trade(self, ctx: Context, p: dict, trade: Trade) -> None:
         inst = trade.instrument_id
         if trade.at - self.flagged.get(inst, float("-inf")) < max(p["cooldown_s"], p["window_s"]):
@@ -161,6 +167,9 @@ class VolatilityAuction(Rule):
 
     def on_auction(self, ctx: Context, p: dict, command: Command) -> None:
         self.called.add(command.instrument_id)
+
+    def forget(self, instrument_id: int) -> None:
+        self.called.discard(instrument_id)
 
     def on_uncross(self, ctx: Context, p: dict, command: Command, book: InstrumentBook) -> None:
         inst = command.instrument_id

@@ -76,6 +76,14 @@ class WashCircular(Rule):
         sales.append(Sale(trade.at, buyer, trade))
         if ring is None:
             return
+        self._ring(ctx, p, trade, ring)
+
+    def forget(self, instrument_id: int) -> None:
+        for key in [k for k in self.sales if k[0] == instrument_id]:
+            del self.sales[key]
+
+    def _ring(self, ctx: Context, p: dict, trade: Trade, ring: list[Trade]) -> None:
+        inst = trade.instrument_id
         ring.sort(key=lambda t: (t.at, t.id))
         owners = [ctx.owner(t.seller_id) for t in ring]
         orgs = sorted({o for t in ring for o in (t.buyer_id, t.seller_id)})
@@ -121,6 +129,12 @@ class Spoofing(Rule):
             key = (ctx.owner(org), trade.instrument_id)
             if key in self.pulled:
                 self._check(ctx, p, key, trade.at, trade.seq)
+
+    def forget(self, instrument_id: int) -> None:
+        for key in [k for k in self.pulled if k[1] == instrument_id]:
+            del self.pulled[key]
+        for key in [k for k in self.reported if k[1] == instrument_id]:
+            del self.reported[key]
 
     def _check(self, ctx: Context, p: dict, key: tuple[int, int], now: float, seq: int) -> None:
         pulled = self.pulled[key]
@@ -185,6 +199,11 @@ class Withholding(Rule):
     def on_amend(self, ctx: Context, p: dict, command: Command, order: Resting | None, given_up: int) -> None:
         if order is not None and order.side == "sell" and given_up > 0:
             self._pull(ctx, p, command, order, given_up)
+
+    def forget(self, instrument_id: int) -> None:
+        for store in (self.withdrawn, self.reported):
+            for key in [k for k in store if k[1] == instrument_id]:
+                del store[key]
 
     def _pull(self, ctx: Context, p: dict, command: Command, order: Resting, qty: int) -> None:
         inst, since = command.instrument_id, command.at - p["window_s"]

@@ -57,6 +57,7 @@ class SurveillanceRunner:
         self.rules = []
         self.hooks: dict[str, list] = {}
         self.loaded = False
+        self.passes = 0
 
     # --- ownership -------------------------------------------------------------------
 
@@ -85,7 +86,7 @@ class SurveillanceRunner:
         self._configure()
         resting = self.ctx.books.load()
         reach = window_s(self.ctx.params)
-        self.alerts.load(reach_s=max(reach, max((p or {}).get("cooldown_s", 0) for p in self.ctx.params.values())))
+        self.alerts.load(reach_s=self._reach())
         cursor = feed.cursor_load()
         first = feed.first_seq_since(time.time() - reach, upto=cursor.seq)
         replayed = feed.read_range(first, cursor.seq, exclude=cursor.waiting, limit=WARM_UP_MAX_COMMANDS)
@@ -98,6 +99,10 @@ class SurveillanceRunner:
         self.loaded = True
         log.info("surveillance loaded: %d resting orders, %d commands of the last %d s replayed, cursor at %d",
                  resting, len(replayed), reach, cursor.seq)
+
+    def _reach(self) -> float:
+        """How long ago an open alert's last event may be for a finding to join it."""
+        return max(window_s(self.ctx.params), max((p or {}).get("cooldown_s", 0) for p in self.ctx.params.values()))
 
     # --- one pass --------------------------------------------------------------------
 
@@ -118,6 +123,9 @@ class SurveillanceRunner:
                 self.alerts.write(self.ctx.findings, self.ctx.params)
                 if after != cursor:
                     feed.cursor_save(after)
+            self.passes += 1
+            if self.passes % 1000 == 0:
+                self.alerts.forget_older(reach_s=self._reach())
         except Exception:
             self.loaded = False
             raise
@@ -163,6 +171,9 @@ class SurveillanceRunner:
                 for rule, p in hooks["on_close"]:
                     rule.on_close(ctx, p, command)
                 books.apply_close(command)
+                for rule in self.rules:  # memory stays bounded however long the process runs
+                    rule.forget(command.instrument_id)
+                ctx.forget(command.instrument_id)
             elif action == "expire":
                 books.apply_expire(command)
 
