@@ -276,6 +276,10 @@ SETTLEMENT_BATCH_SIZE = env_int("SETTLEMENT_BATCH_SIZE", 5000)
 SETTLEMENT_INTERVAL_SECONDS = env_int("SETTLEMENT_INTERVAL_SECONDS", 5)
 # check_ledger names an allocation due this long without being settled (no runner running).
 SETTLEMENT_OVERDUE_SECONDS = env_int("SETTLEMENT_OVERDUE_SECONDS", 3600)
+# Surveillance (supervision/surveillance/): inbox commands read per pass at most, and the
+# pause between passes when it has caught up.
+SURVEILLANCE_BATCH_SIZE = env_int("SURVEILLANCE_BATCH_SIZE", 10000)
+SURVEILLANCE_INTERVAL_MS = env_int("SURVEILLANCE_INTERVAL_MS", 200)
 
 THROTTLE_MARKETPLACE_WRITE = env_str("THROTTLE_MARKETPLACE_WRITE", "300/min")
 # Orders per API token (or signed-in person) on the fast order path and over WebSocket

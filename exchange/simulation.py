@@ -2,6 +2,9 @@
 after the trade, providers deliver and meter and buyers confirm access
 (settlement/simulation.py), so allocations settle by themselves.
 
+Now and then one of the demo organisations plays a wash trader or a spoofer
+(exchange/simulation_abuse.py), so that surveillance raises alerts for the demo regulator.
+
 Every order goes through the real order services as a demo organisation, so it passes
 every rule: funds and capacity holds, tick and lot, instrument state, gate closure.
 Refusals (no capacity left, funds used up) are part of the market and are skipped; any
@@ -28,6 +31,7 @@ from accounts.models import Membership, Organisation
 from exchange import services
 from exchange.errors import AppError
 from exchange.models import Instrument, Order
+from exchange.simulation_abuse import Abusers
 from marketplace.periods import DEMO_CLASS_CODE
 from settlement.simulation import DeliverySimulator
 
@@ -59,7 +63,7 @@ MAX_QTY, DEMO_MAX_QTY = 20, 5
 
 class MarketSimulator:
     def __init__(self, *, instruments: int = 6, seed: int | None = None, max_resting: int = 12,
-                 shortfall_every: int = 8):
+                 shortfall_every: int = 8, abuse_every: float = 180.0, abuse_first_after: float = 0.0):
         self.random = random.Random(seed)
         self.instrument_count = instruments
         self.max_resting = max_resting
@@ -68,6 +72,7 @@ class MarketSimulator:
         self.sellers = _actors(Organisation.Kind.PROVIDER)
         self.deliveries = DeliverySimulator(providers=self.sellers, holders=self.buyers,
                                             shortfall_every=shortfall_every)
+        self.abusers = Abusers(self, every=abuse_every, first_after=abuse_first_after)
 
     def _instruments(self) -> tuple[list[Instrument], list[Instrument]]:
         """The soonest tradeable instruments that some provider has listed capacity in: of the
@@ -120,7 +125,9 @@ class MarketSimulator:
             return 0
         demo, others = self._instruments()
         self.random.shuffle(others)
-        for instrument in demo + others[: self.instrument_count]:
+        quoted = demo + others[: self.instrument_count]
+        quoted += [i for i in self.abusers.instruments() if i.id not in {q.id for q in quoted}]
+        for instrument in quoted:
             top = DEMO_MAX_QTY if instrument.compute_class.code == DEMO_CLASS_CODE else MAX_QTY
             walk = self._walk(instrument)
             walk.mid_fen = max(100, walk.mid_fen + self.random.randint(-8, 8))
@@ -142,6 +149,10 @@ class MarketSimulator:
                     placed += 1
             while len(walk.resting) > self.max_resting:
                 self._cancel(*walk.resting.pop(0))
+        try:
+            self.abusers.step()
+        except Exception:
+            log.exception("the simulated rule-breaker's step failed; carrying on")
         return placed
 
     def after_trade(self, *, now=None) -> dict:

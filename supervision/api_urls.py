@@ -8,4 +8,5 @@ urlpatterns: list = [
     path("", include("supervision.api_urls_participants")),
     path("", include("supervision.api_urls_disputes")),
     path("", include("supervision.api_urls_audit")),
+    path("", include("supervision.api_surveillance")),
 ]

@@ -10,4 +10,5 @@ urlpatterns = [
     path("", include("supervision.urls_participants")),
     path("", include("supervision.urls_disputes")),
     path("", include("supervision.urls_audit")),
+    path("", include("supervision.urls_surveillance")),
 ]

@@ -32,6 +32,17 @@ def _token(membership, scopes) -> str:
     return token_create(membership=membership, name="fuzz", scopes=list(scopes))[1]
 
 
+def _alert(member):
+    """A surveillance alert for the regulator to review and close."""
+    from supervision.models import Alert, Rule
+    from supervision.surveillance.params import rules_ensure
+
+    rules_ensure()
+    return Alert.objects.create(rule=Rule.objects.get(code="hoarding"), key="fuzz", severity="medium",
+                                evidence={"figures": {}, "orders": [], "trades": []},
+                                organisation_ids=[member.organisation_id])
+
+
 @pytest.fixture
 def market():
     """A verified, funded buyer and a listed provider in one continuous instrument, with an
@@ -59,7 +70,7 @@ def market():
     known = {"code": instrument.code, "id": listing.id, "pk": listing.id, "token_id": spare.id,
              "order_id": order.id, "allocation_id": allocation.id,
              "dispute_id": dispute_make(allocation, by=buyer).id, "organisation_id": applicant.organisation_id,
-             "asset_id": listing.asset_id}
+             "asset_id": listing.asset_id, "alert_id": _alert(buyer).id}
     actors = {"anonymous": {}, "buyer": {"Authorization": f"Token {buyer_token}"},
               "provider": {"Authorization": f"Token {provider_token}"},
               "regulator": {"Authorization": f"Token {_token(regulator, ('read', 'supervise'))}"}}

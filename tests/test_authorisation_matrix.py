@@ -167,6 +167,15 @@ TABLE: dict[str, dict[str, int]] = {
     "GET /api/v1/supervision/replay/{code}/": _row(401, 403, 403, 403, 200, 403, 403),
     "GET /api/v1/supervision/provenance/": _row(401, 403, 403, 403, 200, 403, 403),
     "GET /api/v1/supervision/provenance/assets/{asset_id}/": _row(401, 403, 403, 403, 200, 403, 403),
+    # ---- supervision: surveillance alerts and rules. Reads for the regulator only; the workflow and the
+    # rules' settings need `supervise` (tests/supervision/test_surveillance_console.py covers the regulator acting).
+    "GET /api/v1/supervision/alerts/": _row(401, 403, 403, 403, 200, 403, 403),
+    "GET /api/v1/supervision/alerts/{alert_id}/": _row(401, 403, 403, 403, 200, 403, 403),
+    "POST /api/v1/supervision/alerts/{alert_id}/review/": _row(401, 403, 403, 403, 403, 403, 403),
+    "POST /api/v1/supervision/alerts/{alert_id}/close/": _row(401, 403, 403, 403, 403, 403, 403),
+    "GET /api/v1/supervision/rules/": _row(401, 403, 403, 403, 200, 403, 403),
+    "GET /api/v1/supervision/rules/{code}/": _row(401, 403, 403, 403, 200, 403, 403),
+    "PATCH /api/v1/supervision/rules/{code}/": _row(401, 403, 403, 403, 403, 403, 403),
     # ---- pages (with the caller's session)
     "GET /": everyone(200),
     "GET /accounts/sign-in/": _row(200, 302, 302, 302, 302, 302, 302),
@@ -252,6 +261,17 @@ TABLE: dict[str, dict[str, int]] = {
     "GET /supervision/audit.csv": _row(302, 403, 403, 403, 200, 403, 403),
     "GET /supervision/replay/": _row(302, 403, 403, 403, 200, 403, 403),
     "GET /supervision/provenance/": _row(302, 403, 403, 403, 200, 403, 403),
+    # Surveillance: the signed-in regulator may act (its role has `supervise`): an empty review takes the
+    # alert under review (302 back to it); closing without a note and a rule change without a reason are 400.
+    "GET /supervision/alerts/": _row(302, 403, 403, 403, 200, 403, 403),
+    "GET /supervision/alerts/<int:alert_id>/": _row(302, 403, 403, 403, 200, 403, 403),
+    "GET /supervision/alerts/<int:alert_id>/review/": _row(302, 405, 405, 405, 405, 405, 405),
+    "POST /supervision/alerts/<int:alert_id>/review/": _row(302, 403, 403, 403, 302, 403, 403),
+    "GET /supervision/alerts/<int:alert_id>/close/": _row(302, 405, 405, 405, 405, 405, 405),
+    "POST /supervision/alerts/<int:alert_id>/close/": _row(302, 403, 403, 403, 400, 403, 403),
+    "GET /supervision/rules/": _row(302, 403, 403, 403, 200, 403, 403),
+    "GET /supervision/rules/<slug:code>/": _row(302, 405, 405, 405, 405, 405, 405),
+    "POST /supervision/rules/<slug:code>/": _row(302, 403, 403, 403, 400, 403, 403),
 }
 
 
@@ -327,9 +347,20 @@ def world(catalogue, device_type, attestor_key):
         "asset": asset.id, "listing": listing.id, "device_type": device_type.id,
         "attestation": Attestation.objects.filter(device_type=device_type).first().id,
         "order": order.id, "token": spare_token.id, "allocation": allocation.id, "dispute": dispute.id,
-        "organisation": members["buyer"].organisation_id,
+        "organisation": members["buyer"].organisation_id, "alert": _alert(members).id, "rule": "spoofing",
     }
     return members, tokens, ids
+
+
+def _alert(members):
+    """A surveillance alert naming the buyer."""
+    from supervision.models import Alert, Rule
+    from supervision.surveillance.params import rules_ensure
+
+    rules_ensure()
+    return Alert.objects.create(rule=Rule.objects.get(code="hoarding"), key="matrix", severity="medium",
+                                evidence={"figures": {}, "orders": [], "trades": []},
+                                organisation_ids=[members["buyer"].organisation_id])
 
 
 def fill(route: str, ids: dict) -> str:
@@ -338,7 +369,7 @@ def fill(route: str, ids: dict) -> str:
                  ("hubs/", "hub"), ("classes/", "class"),
                  ("clusters/", "cluster"), ("assets/", "asset"), ("listings/", "listing"),
                  ("device-types/", "device_type"), ("attestations/", "attestation"), ("orders/", "order"),
-                 ("tokens/", "token")]
+                 ("tokens/", "token"), ("rules/", "rule")]
 
     def value(match):
         name = match.group(1).split(":")[-1]
@@ -354,6 +385,8 @@ def fill(route: str, ids: dict) -> str:
             return "2000000000"  # pages: none exists (see the settlement page rows)
         if name == "organisation_id":
             return str(ids["organisation"])
+        if name == "alert_id":
+            return str(ids["alert"])
         if name in ("allocation_id", "dispute_id"):
             return str(ids[name.removesuffix("_id")])
         before = route[: match.start()]

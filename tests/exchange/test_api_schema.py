@@ -71,7 +71,17 @@ def objects(instrument, listing, asset, device_type, funded_buyer, provider):
         "/api/v1/supervision/disputes/{dispute_id}/": Dispute.objects.get(allocation=allocation).id,
         "/api/v1/supervision/replay/{code}/": instrument.code,
         "/api/v1/supervision/provenance/assets/{asset_id}/": asset.id,
+        "/api/v1/supervision/alerts/{alert_id}/": _alert().id, "/api/v1/supervision/rules/{code}/": "spoofing",
     }
+
+
+def _alert():
+    from supervision.models import Alert, Rule
+    from supervision.surveillance.params import rules_ensure
+
+    rules_ensure()
+    return Alert.objects.create(rule=Rule.objects.get(code="hoarding"), key="schema", severity="medium",
+                                evidence={"figures": {}, "orders": [], "trades": []})
 
 
 def fill(path: str, objects: dict) -> str:

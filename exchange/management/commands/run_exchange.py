@@ -23,7 +23,7 @@ from marketplace.periods import DEMO_CLASS_CODE
 PIDFILE = embedded.DATA_DIR / "run.pid"
 # Children whose exit need not end the exchange: the demo simulator only places orders
 # through the public services, so it is started again (at most every RESTART_DELAY s).
-# The web processes, the engine and the settlement runner are the exchange: if one exits,
+# The web processes, the engine, the settlement runner and surveillance are the exchange: if one exits,
 # everything stops.
 RESTARTABLE = frozenset({"simulator"})
 RESTART_DELAY = 5.0
@@ -95,6 +95,7 @@ class Command(BaseCommand):
         commands = {f"web-{i + 1}": web for i in range(options["web_processes"])}
         commands["engine"] = [python, "manage.py", "run_engine", "--shard", "0/1"]
         commands["settlement"] = [python, "manage.py", "run_settlement", "--shard", "0/1"]
+        commands["surveillance"] = [python, "manage.py", "run_surveillance"]
         if not options["no_simulation"]:
             commands["simulator"] = [python, "manage.py", "simulate_market"]
         supervisor = Supervisor(commands, write=self.stdout.write)

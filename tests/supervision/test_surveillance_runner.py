@@ -1,0 +1,204 @@
+"""The surveillance process: exactly once across failures and restarts, its windows warmed up
+after a restart, one runner at a time, alerts that grow while open, rules the regulator
+switches off or retunes, and alerts live on the console stream.
+
+Transactional: the runner commits each pass as the process does.
+"""
+
+import threading
+import time
+
+import pytest
+import pytest_asyncio
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.db import connections
+
+from accounts.models import Organisation
+from exchange.asgi import application
+from supervision.models import Alert, Rule, SurveillanceCursor
+from supervision.surveillance import feed
+from supervision.surveillance.runner import SurveillanceRunner
+from supervision.surveillance.scenario_market import REFERENCE_FEN as REF
+from supervision.surveillance.scenario_market import ScenarioMarket, engine_for_scenario
+from tests.conftest import token_client
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def market():
+    engine = engine_for_scenario()
+    m = ScenarioMarket(engine=engine)
+    m.instrument = m.day()
+    yield m
+    engine.close()
+
+
+def trade(m, seller, buyer, qty=10, price=REF):
+    m.place(seller, m.instrument, "sell", price, qty)
+    m.place(buyer, m.instrument, "buy", price, qty)
+    m.settle()
+
+
+def regroup(*parties):
+    """The regulator learns these organisations share one beneficial owner."""
+    owner = parties[0].organisation.beneficial_owner_id
+    Organisation.objects.filter(pk__in=[p.id for p in parties]).update(beneficial_owner_id=owner)
+
+
+@pytest.fixture
+def related(market):
+    """A provider and a buyer, unrelated when they trade twice, found related afterwards."""
+    seller, buyer = market.provider("Seller"), market.buyer("Buyer")
+    trade(market, seller, buyer)
+    trade(market, seller, buyer)
+    regroup(seller, buyer)
+    return seller, buyer
+
+
+def wash_alerts():
+    return list(Alert.objects.filter(rule__code="wash_same_owner"))
+
+
+def test_a_failed_pass_writes_nothing_and_a_restart_reads_each_event_once(related, monkeypatch):
+    runner = SurveillanceRunner(batch_size=1)
+
+    def fails(cursor, name="inbox"):
+        raise RuntimeError("the process died before the commit")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(feed, "cursor_save", fails)
+        with pytest.raises(RuntimeError):
+            runner.drain()
+    assert wash_alerts() == [] and not SurveillanceCursor.objects.exists()
+    assert runner.loaded is False  # its memory is rebuilt before the next pass
+
+    runner.drain()
+    (alert,) = wash_alerts()
+    assert alert.evidence["figures"]["trades"] == 2 and len(alert.evidence["trades"]) == 2
+    assert alert.evidence["findings"] == 2 and set(alert.organisation_ids) == {p.id for p in related}
+    cursor = SurveillanceCursor.objects.get()
+    assert cursor.trades == 2
+
+    SurveillanceRunner().drain()  # a restart: nothing read twice
+    assert wash_alerts() == [alert] and Alert.objects.get().evidence == alert.evidence
+    assert SurveillanceCursor.objects.get().trades == 2
+
+
+def test_an_alert_under_review_takes_no_more_evidence_the_next_finding_opens_another(market):
+    seller, buyer = market.provider("Seller"), market.buyer("Buyer")
+    trade(market, seller, buyer)
+    regroup(seller, buyer)
+    SurveillanceRunner().drain()
+    (first,) = wash_alerts()
+    Alert.objects.filter(pk=first.pk).update(state=Alert.State.UNDER_REVIEW)
+    other_seller, other_buyer = market.provider("Seller 2"), market.buyer("Buyer 2")
+    trade(market, other_seller, other_buyer)
+    regroup(seller, other_seller, other_buyer)  # now one owner for all four
+    SurveillanceRunner().drain()
+    second = Alert.objects.exclude(pk=first.pk).get()
+    assert second.key == first.key and second.state == Alert.State.OPEN
+    assert Alert.objects.get(pk=first.pk).evidence == first.evidence
+
+
+def test_rules_switched_off_or_retuned_by_the_regulator(market):
+    seller, buyer = market.provider("Seller"), market.buyer("Buyer")
+    runner = SurveillanceRunner()
+    runner.load()
+    Rule.objects.filter(code="wash_same_owner").update(enabled=False)
+    trade(market, seller, buyer)
+    regroup(seller, buyer)
+    runner.drain()
+    assert wash_alerts() == []
+    Rule.objects.filter(code="wash_same_owner").update(enabled=True, parameters={"min_qty": 11})
+    seller2, buyer2 = market.provider("Seller 2"), market.buyer("Buyer 2")
+    trade(market, seller2, buyer2, qty=10)
+    regroup(seller2, buyer2)
+    runner.drain()
+    assert wash_alerts() == []
+    Rule.objects.filter(code="wash_same_owner").update(parameters={"min_qty": 10})
+    seller3, buyer3 = market.provider("Seller 3"), market.buyer("Buyer 3")
+    trade(market, seller3, buyer3, qty=10)
+    regroup(seller3, buyer3)
+    runner.drain()
+    (alert,) = wash_alerts()
+    assert set(alert.organisation_ids) == {seller3.id, buyer3.id}
+
+
+def spoof_cycle(m, spoofer, clean_buyer):
+    bid = m.place(spoofer, m.instrument, "buy", REF - 40, 80)
+    m.settle()
+    m.place(clean_buyer, m.instrument, "buy", REF - 5, 5)
+    m.place(spoofer, m.instrument, "sell", REF - 5, 5, tif="IOC")
+    m.settle()
+    m.cancel(spoofer, bid)
+    m.settle()
+    return bid
+
+
+def test_a_pattern_that_straddles_a_restart_is_still_seen(market):
+    """Two spoofing cycles before a restart and one after: the restarted runner replays the
+    window it had read, so the third cycle completes the pattern."""
+    spoofer, clean = market.provider("Spoofer"), market.buyer("Clean")
+    market.place(clean, market.instrument, "buy", REF - 10, 5)  # the touch
+    bids = [spoof_cycle(market, spoofer, clean) for _ in range(2)]
+    SurveillanceRunner().drain()
+    assert not Alert.objects.filter(rule__code="spoofing").exists()
+    bids.append(spoof_cycle(market, spoofer, clean))
+    SurveillanceRunner().drain()  # a new process: its windows come from replaying what was read
+    (alert,) = Alert.objects.filter(rule__code="spoofing")
+    assert set(alert.evidence["orders"]) == {b.id for b in bids} and alert.evidence["figures"]["orders"] == 3
+
+
+def test_one_runner_at_a_time():
+    first = SurveillanceRunner()
+    assert first.acquire(wait=False)
+    answers = []
+
+    def second():
+        try:
+            runner = SurveillanceRunner()
+            answers.append(runner.acquire(wait=False))
+            first_released.wait(10)
+            answers.append(runner.acquire(wait=False))
+            runner.release()
+        finally:
+            connections.close_all()
+
+    first_released = threading.Event()
+    thread = threading.Thread(target=second)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not answers and time.monotonic() < deadline:
+        time.sleep(0.01)
+    first.release()
+    first_released.set()
+    thread.join(10)
+    assert answers == [False, True]
+
+
+@pytest_asyncio.fixture
+async def closed_connections():
+    yield
+    await sync_to_async(connections.close_all)()
+
+
+@pytest.mark.asyncio
+async def test_alerts_reach_open_consoles_once_committed(market, regulator, closed_connections):
+    seller, buyer = await sync_to_async(market.provider)("Seller"), await sync_to_async(market.buyer)("Buyer")
+    token = (await sync_to_async(token_client)(regulator, scopes=("read",))).raw_token
+    ws = WebsocketCommunicator(application, f"/ws/supervision/?token={token}", headers=[(b"origin", b"http://127.0.0.1")])
+    assert (await ws.connect())[0] and (await ws.receive_json_from(timeout=3))["type"] == "hello"
+
+    def play():
+        trade(market, seller, buyer)
+        regroup(seller, buyer)
+        SurveillanceRunner().drain()
+        return Alert.objects.get().id
+
+    alert_id = await sync_to_async(play, thread_sensitive=False)()
+    event = await ws.receive_json_from(timeout=5)
+    assert event["type"] == "alert" and event["id"] == alert_id and event["rule"] == "wash_same_owner"
+    assert event["severity"] == "high" and set(event["organisation_ids"]) == {seller.id, buyer.id}
+    await ws.disconnect()
