@@ -210,6 +210,8 @@ TABLE: dict[str, dict[str, int]] = {
     "POST /i18n/setlang/": everyone(302),
     "GET /markets/": everyone(200),
     "GET /markets/<str:code>/": everyone(200),
+    # Each member reads its own organisation's portfolio.
+    "GET /portfolio/": _row(302, 200, 200, 200, 200, 200, 200),
     # Each member reads its own organisation's statement (a regulator reads others' with ?organisation=).
     "GET /settlement/statements/": _row(302, 200, 200, 200, 200, 200, 200),
     "GET /settlement/statements.csv": _row(302, 200, 200, 200, 200, 200, 200),
