@@ -48,7 +48,7 @@
   const STEP = { "1m": 60, "1h": 3600, "1d": 86400 };
   const CHINA_OFFSET = 8 * 3600;
 
-  function candleChart(el, lastEl, emptyEl) {
+  function candleChart(el, lastEl, emptyEl, onShown) {
     const data = { t: [], o: [], h: [], l: [], c: [], v: [] };
     let interval = "1m";
     let plot = null;
@@ -81,6 +81,7 @@
       emptyEl.hidden = data.t.length > 0;
       el.hidden = data.t.length === 0;
       if (!data.t.length) { lastEl.textContent = ""; return; }
+      onShown();
       const i = data.t.length - 1;
       const f = (v) => cny(BigInt(v));
       lastEl.textContent = `${chinaDateTime(data.t[i] * 1000)} · O ${f(data.o[i])} H ${f(data.h[i])} L ${f(data.l[i])} C ${f(data.c[i])} · ${data.v[i]} SCU·h`;
@@ -149,9 +150,20 @@
     const head = $("market-head");
     const ticker = $("ticker");
     const conn = $("conn-status");
-    const chart = candleChart($("chart"), $("chart-last"), $("chart-empty"));
+    const chart = candleChart($("chart"), $("chart-last"), $("chart-empty"), () => partShown("chart"));
     const seenTrades = new Set();
     const shared = { book, setState: null, preview: () => {} };
+
+    // Marks the moment the book, the tape and the chart first all show data (the figure
+    // web.terminal_ready_ms of bench/web.py reads it from the page's performance timeline).
+    const ready = { book: false, tape: false, chart: false, marked: false };
+    function partShown(part) {
+      ready[part] = true;
+      if (!ready.marked && ready.book && ready.tape && ready.chart) {
+        ready.marked = true;
+        performance.mark("cx-terminal-ready");
+      }
+    }
 
     function setConn(state) {
       conn.dataset.conn = state;
@@ -198,6 +210,7 @@
       }
       while (tape.rows.length > 50) tape.deleteRow(-1);
       $("tape-empty").hidden = true;
+      partShown("tape");
       if (live) chart.render();
     }
 
@@ -231,6 +244,7 @@
           pending = [];
           renderBook();
           setConn("live");
+          partShown("book");
         } else if (msg.type === "md.update") {
           if (book.seq === null) { pending.push(msg); return; }
           handle(msg, ws);
@@ -414,7 +428,7 @@
     let clientOrderId = null;   // one per order the person means to place: a repeated click repeats it
     let confirmed = null;
 
-    function shown() {
+    function fieldsShown() {
       const type = form.elements.type.value;
       const tif = form.elements.tif;
       for (const el of form.querySelectorAll("[data-for-type]")) {
@@ -514,7 +528,7 @@
       }
     }
 
-    form.addEventListener("change", () => { shown(); preview(); });
+    form.addEventListener("change", () => { fieldsShown(); preview(); });
     form.addEventListener("input", () => { confirmBox.hidden = true; clientOrderId = null; preview(); });
     form.addEventListener("submit", (e) => {
       e.preventDefault();
@@ -532,7 +546,7 @@
     });
     $("order-confirm-yes").addEventListener("click", () => { if (confirmed) send(confirmed); confirmed = null; });
     $("order-confirm-no").addEventListener("click", () => { confirmBox.hidden = true; confirmed = null; });
-    shown();
+    fieldsShown();
     preview();
   }
 })();
