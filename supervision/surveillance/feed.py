@@ -37,7 +37,8 @@ MAX_WAITING = 100_000
 # Times as epoch seconds (floats): windows compare numbers, not datetimes, thousands per pass.
 COMMANDS_SQL = """
     SELECT i.seq, i.instrument_id, i.action, i.order_id, i.new_price_fen, i.new_qty,
-           extract(epoch FROM i.created_at)::float8, o.organisation_id, o.side, o.type, o.tif, o.price_fen, o.qty,
+           extract(epoch FROM i.created_at)::float8, o.organisation_id, o.side, o.type, o.tif,
+           coalesce(o.entry_price_fen, o.price_fen), o.qty,
            o.status, o.reason, extract(epoch FROM o.created_at)::float8, extract(epoch FROM o.expires_at)::float8
     FROM exchange_inboxcommand i LEFT JOIN exchange_order o ON o.id = i.order_id
     WHERE i.seq = ANY(%s::bigint[]) AND i.processed_at IS NOT NULL
@@ -68,7 +69,9 @@ class Trade:
 
 @dataclass(slots=True)
 class Command:
-    """A processed inbox command with its order (NEW, CANCEL, AMEND) as it is now, and its trades."""
+    """A processed inbox command with its order (NEW, CANCEL, AMEND) as it is now, and its trades.
+    ``price_fen`` is the limit the order was entered with (the row's current price follows
+    amendments, which come as commands of their own; ``qty`` never changes)."""
 
     seq: int
     instrument_id: int

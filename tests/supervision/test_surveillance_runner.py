@@ -15,9 +15,12 @@ from channels.testing import WebsocketCommunicator
 from django.db import connections
 
 from accounts.models import Organisation
+from exchange import services
 from exchange.asgi import application
+from exchange.money import cny
 from supervision.models import Alert, Rule, SurveillanceCursor
 from supervision.surveillance import feed
+from supervision.surveillance.book import Books
 from supervision.surveillance.runner import SurveillanceRunner
 from supervision.surveillance.scenario_market import REFERENCE_FEN as REF
 from supervision.surveillance.scenario_market import ScenarioMarket, engine_for_scenario
@@ -149,6 +152,23 @@ def test_a_pattern_that_straddles_a_restart_is_still_seen(market):
     SurveillanceRunner().drain()  # a new process: its windows come from replaying what was read
     (alert,) = Alert.objects.filter(rule__code="spoofing")
     assert set(alert.evidence["orders"]) == {b.id for b in bids} and alert.evidence["figures"]["orders"] == 3
+
+
+def test_a_new_order_enters_the_copy_at_the_price_it_came_with_not_its_amended_one(market):
+    buyer, other = market.buyer("Buyer"), market.buyer("Other")
+    market.place(other, market.instrument, "buy", REF - 10, 5)  # the touch
+    bid = market.place(buyer, market.instrument, "buy", REF - 10, 80)
+    market.settle()
+    services.order_amend(actor=buyer.actor, order_id=bid.id, data={"price": cny(REF - 50)})
+    market.settle()
+    commands, _ = feed.read(feed.Cursor(), limit=100)
+    new, amend = [c for c in commands if c.order_id == bid.id]
+    books = Books()
+    books.apply_new([c for c in commands if c.action == "new" and c.order_id != bid.id][0])
+    entered = books.apply_new(new).orders[bid.id]
+    assert (entered.price_fen, entered.away_bps) == (REF - 10, 0)  # at the touch when it came
+    order, given_up = books.apply_amend(amend)
+    assert order.price_fen == REF - 50 and given_up == 0
 
 
 def test_one_runner_at_a_time():
