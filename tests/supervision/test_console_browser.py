@@ -22,6 +22,7 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from accounts.access import actor_from_user
+from accounts.models import Organisation
 from supervision.models import Alert
 from supervision.surveillance.scenarios import PATTERNS, scenario_run
 from tests.browser.conftest import CHROMIUM
@@ -182,6 +183,15 @@ def _seed(regulator):
                              device_hours="70", now=delivering.during)
     dispute_open(actor=actor_from_user(parties.members["holder"].user), allocation_id=parties.allocation.id,
                  reason="Twenty of the hundred hours the cluster's interconnect was down", report_id=report.id)
+    # Names a reader of the screenshots can tell apart (the factories number them).
+    names = {**{market.members[key].organisation_id: name for key, name in (
+        ("P1", "Zhongwei Cloud Hall"), ("P2", "Wuhu Compute Park"), ("B1", "Hangzhou Vision Labs"),
+        ("B2", "Chengdu Genomics"), ("B3", "Suzhou Render Farm"))},
+        **{parties.members[key].organisation_id: name for key, name in (
+            ("provider", "Qingyang Data Centre"), ("holder", "Shenzhen Robotics"),
+            ("other_provider", "Ulanqab Green Compute"), ("other_buyer", "Nanjing Speech AI"))}}
+    for organisation_id, name in names.items():
+        Organisation.objects.filter(pk=organisation_id).update(name=name)
     for name in ("Lanzhou Inference Co-op", "Harbin Render Works", "Xiamen Quant Research"):
         applicant(name)
     outcome = scenario_run(PATTERNS, rounds=8, buyers=8, providers=6, clean_instruments=1)
