@@ -17,6 +17,7 @@ from django.views.decorators.http import require_POST
 from accounts.access import actor_from_user
 from accounts.views import _apply_error
 from exchange.errors import AppError
+from exchange.selectors import order_list
 from marketplace.access import asset_for, check_listing_owner, check_provider
 from marketplace.forms import AssetForm, BrowseForm, InventoryForm, ListingForm, OwnersForm
 from marketplace.models import ComputeAsset, Listing
@@ -38,6 +39,7 @@ from marketplace.selectors import (
     provenance_check,
     provenance_verify,
 )
+from settlement.selectors import provider_sales
 from marketplace.services import (
     asset_owners_set,
     asset_register,
@@ -47,6 +49,7 @@ from marketplace.services import (
 )
 
 PAGE_SIZE = 20
+ASKS_SHOWN = 20
 TIMELINE_SIZE = 50
 SORT_ORDER = {
     "newest": ("-id",), "price": ("reserve_price", "id"), "-price": ("-reserve_price", "-id"),
@@ -170,10 +173,14 @@ def _dashboard(request, actor, *, asset_form=None, listing_form=None, status=200
     listings = listing_search(filters=ListingFilters(provider=actor.organisation, include_withdrawn=True)).order_by(
         "status", "-window_start", "-id")
     page = Paginator(listings, PAGE_SIZE).get_page(request.GET.get("page"))
+    org_id = actor.organisation.id
     return render(request, "marketplace/dashboard.html", {
         "actor": actor, "assets": own, "page": page,
         "asset_form": asset_form or AssetForm(),
         "listing_form": listing_form or ListingForm(assets=own),
+        # The desk's trading side: asks standing in the book, and what sales have settled to.
+        "asks": order_list(organisation_id=org_id, status="live").filter(side="sell").order_by("-id")[:ASKS_SHOWN],
+        "sales": provider_sales(organisation_id=org_id),
     }, status=status)
 
 

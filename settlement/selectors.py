@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
-from django.db.models import DecimalField, Exists, OuterRef, Prefetch, Q, Subquery, Sum, Value
+from django.db.models import Count, DecimalField, Exists, OuterRef, Prefetch, Q, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 
 from accounts.access import Actor
@@ -141,6 +141,19 @@ def settlement_list(*, actor: Actor):
             .select_related("trade__instrument")
             .prefetch_related(Prefetch("payouts", queryset=Payout.objects.filter(organisation_id=org_id).order_by("id"),
                                        to_attr="payouts_to_caller")))
+
+
+def provider_sales(*, organisation_id: int) -> dict:
+    """What the organisation's sales have settled to: totals over its settlements as seller,
+    and the proceeds paid to each owner (the provider itself, co-owners) — two queries."""
+    sold = Settlement.objects.filter(seller_id=organisation_id)
+    totals = sold.aggregate(count=Count("pk"), scu_h=Coalesce(Sum("scu_h"), 0),
+                            delivered=Coalesce(Sum("delivered_scu_h"), 0), paid=Coalesce(Sum("paid_fen"), 0),
+                            fees=Coalesce(Sum("fee_fen"), 0), credits=Coalesce(Sum("sla_credit_fen"), 0),
+                            payout=Coalesce(Sum("payout_fen"), 0))
+    owners = (Payout.objects.filter(settlement__seller_id=organisation_id).values("organisation_id", "organisation__name")
+              .annotate(amount=Sum("amount_fen"), settlements=Count("settlement_id")).order_by("-amount"))
+    return {"totals": totals, "owners": list(owners)}
 
 
 def sla_schedule() -> list[SlaCreditStep]:
