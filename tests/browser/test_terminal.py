@@ -232,3 +232,19 @@ def test_refusals_show_by_the_field_and_large_orders_ask_first(market, live_exch
     expect(page.locator("#order-result")).to_contain_text("accepted", timeout=10_000)
     assert Order.objects.get().qty == 3000
     assert session.errors == []
+
+
+def test_the_language_switch_turns_the_terminal_chinese(market, live_exchange, browser, buyer):
+    instrument = market
+    session = Session(browser, live_exchange, buyer)
+    page = session.terminal(instrument)
+    page.select_option("select[name=language]", "zh-hans")
+    page.wait_for_load_state()
+    expect(page.locator("html")).to_have_attribute("lang", "zh-hans")
+    expect(page.locator("#conn-status")).to_have_text("实时", timeout=10_000)
+    expect(page.locator("label[for=of-price]")).to_contain_text("价格")
+    expect(page.locator("#order-form select[name=side] option[value=buy]")).to_have_text("买入")
+    # The choice is kept: the next page is Chinese too.
+    page.goto(f"{live_exchange}/portfolio/")
+    expect(page.locator("h1")).to_have_text("资产组合")
+    assert session.errors == []
