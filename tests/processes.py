@@ -63,8 +63,8 @@ def serve(*, stderr=None, **extra_env: str):
         try:
             if requests.get(f"{base_url}/healthz", timeout=5).status_code == 200:
                 return process, base_url
-        except requests.ConnectionError:
-            pass
+        except (requests.ConnectionError, requests.Timeout):
+            pass  # not listening yet, or its first answer slow on a busy machine: ask again
         if time.monotonic() > deadline:
             process.kill()
             raise RuntimeError("exchange.serve did not answer in 30 s")
