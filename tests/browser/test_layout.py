@@ -4,12 +4,14 @@ reports no JavaScript error and no failed request, and a full-page screenshot of
 ``artifacts/screenshots/pages/<who>-<page>-<width>.png`` to look at.
 
 One exchange (web server and engine) and one browser serve the whole module, on the demo
-market with a trade in it; each person browses in a context of their own."""
+market with a trade in it; each person browses in a context of their own. Also here: the
+menu folds on a phone and opens without JavaScript, and the market overview follows a trade live."""
 
 from __future__ import annotations
 
 import io
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -342,3 +344,35 @@ def test_the_menu_folds_on_a_phone_and_opens_without_javascript(site, browser):
         expect(me).to_be_visible()
     finally:
         context.close()
+
+
+def test_the_overview_follows_trades_live(site, contexts, django_db_blocker):
+    """Runs last: it trades in the world the pages above were shot in."""
+    from playwright.sync_api import expect
+
+    from django.db import connections
+
+    from accounts.access import actor_from_user
+    from accounts.models import User
+    from exchange.services import order_place
+
+    page = contexts("buyer").new_page()
+    try:
+        page.goto(site.base_url + "/markets/")
+        row = page.locator(f'#markets tr[data-instrument="{site.ids["instrument"]}"]')
+        expect(row.locator("[data-field=volume]")).to_have_text("25")
+        expect(row.locator("[data-field=change]")).to_contain_text("0.00")
+        page.wait_for_timeout(500)  # the page's socket subscribes once it opens
+        with django_db_blocker.unblock():
+            # Takes the 15 SCU·h left at 16.00 and 5 of the 60 at 16.50.
+            order_place(actor=actor_from_user(User.objects.get(email=BUYER)),
+                        data={"instrument": site.ids["instrument"], "side": "buy", "price": "16.50", "qty": 20})
+            # Made in this test's context, which the module's teardown does not see: closed here,
+            # or the test database cannot be dropped.
+            connections.close_all()
+        expect(row.locator("[data-field=volume]")).to_have_text("45", timeout=10_000)
+        expect(row.locator("[data-field=last]")).to_have_text("16.50")
+        expect(row.locator("[data-field=change]")).to_have_text("+0.50 (+3.1 %)")
+        expect(row.locator("[data-field=change]")).to_have_class(re.compile(r"\bup\b"))
+    finally:
+        page.close()
