@@ -51,6 +51,7 @@
       (msg) => {
         const row = rows[msg.instrument];
         if (!row || (msg.type !== "md.update" && msg.type !== "md.snapshot")) return;
+        row.dataset.live = "";  // subscribed: the row follows the market from here on
         showState(row, msg.state);
         if (msg.type !== "md.update") return;
         const t = msg.ticker;

@@ -362,7 +362,7 @@ def test_the_overview_follows_trades_live(site, contexts, django_db_blocker):
         row = page.locator(f'#markets tr[data-instrument="{site.ids["instrument"]}"]')
         expect(row.locator("[data-field=volume]")).to_have_text("25")
         expect(row.locator("[data-field=change]")).to_contain_text("0.00")
-        page.wait_for_timeout(500)  # the page's socket subscribes once it opens
+        expect(row).to_have_attribute("data-live", "", timeout=10_000)  # its snapshot came: subscribed
         with django_db_blocker.unblock():
             # Takes the 15 SCU·h left at 16.00 and 5 of the 60 at 16.50.
             order_place(actor=actor_from_user(User.objects.get(email=BUYER)),
