@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.db import transaction
-from django.db.models import Q
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
@@ -310,10 +309,11 @@ class FillListApi(APIView):
     permission_classes = [ScopedPermission]
     pagination_class = OrderPagination
 
-    @extend_schema(responses=FillOut(many=True), summary="Your organisation's trades, newest first")
+    @extend_schema(responses=FillOut(many=True), summary="Your organisation's trades, newest first",
+                   parameters=[OpenApiParameter("instrument", description="Only this instrument's (its code).")])
     def get(self, request):
         org_id = request_actor(request).membership.organisation_id
-        queryset = Trade.objects.filter(Q(buyer_id=org_id) | Q(seller_id=org_id)).select_related("instrument")
+        queryset = selectors.fill_list(organisation_id=org_id, instrument_code=request.query_params.get("instrument"))
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(queryset, request, view=self)
         return paginator.get_paginated_response(FillOut(page, many=True, context={"organisation_id": org_id}).data)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from exchange import api
+from exchange import api, api_funds
 
 urlpatterns = [
     path("instruments/", api.InstrumentListApi.as_view(), name="instruments"),
@@ -16,4 +16,9 @@ urlpatterns = [
     path("fills/", api.FillListApi.as_view(), name="fills"),
     path("allocations/", api.AllocationListApi.as_view(), name="allocations"),
     path("funds/", api.FundsApi.as_view(), name="funds"),
+    path("funds/requests/", api_funds.FundsRequestListApi.as_view(), name="funds-requests"),
+    path("funds/requests/<int:request_id>/cancel/", api_funds.FundsRequestCancelApi.as_view(), name="funds-request-cancel"),
+    path("funds/requests/<int:request_id>/complete/", api_funds.FundsRequestCompleteApi.as_view(),
+         name="funds-request-complete"),
+    path("funds/requests/<int:request_id>/refuse/", api_funds.FundsRequestRefuseApi.as_view(), name="funds-request-refuse"),
 ]

@@ -370,3 +370,46 @@ class EventSequence(models.Model):
 
     organisation = models.OneToOneField("accounts.Organisation", on_delete=models.CASCADE, primary_key=True, related_name="+")
     seq = models.BigIntegerField(default=0)
+
+
+class FundsRequest(models.Model):
+    """A member's request to pay money in (a bank transfer quoting ``reference``) or out (to
+    ``bank_account``). The operator's treasury completes it once the money has moved — which
+    writes the deposit or withdrawal journal — or refuses it with a note."""
+
+    class Direction(models.TextChoices):
+        DEPOSIT = "deposit", "Deposit"
+        WITHDRAWAL = "withdrawal", "Withdrawal"
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        COMPLETED = "completed", "Completed"
+        REFUSED = "refused", "Refused"
+        CANCELLED = "cancelled", "Cancelled"
+
+    organisation = models.ForeignKey("accounts.Organisation", on_delete=models.PROTECT, related_name="funds_requests")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    direction = models.CharField(max_length=10, choices=Direction.choices)
+    amount_fen = models.BigIntegerField()
+    bank_account = models.CharField(max_length=64, blank=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    note = models.CharField(max_length=500, blank=True)
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+                                   related_name="+")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    journal = models.OneToOneField(Journal, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(amount_fen__gt=0), name="funds_request_positive"),
+            models.CheckConstraint(condition=~models.Q(state="completed") | models.Q(journal__isnull=False),
+                                   name="funds_request_completed_has_journal"),
+        ]
+        indexes = [models.Index(fields=["organisation", "-id"]),
+                   models.Index(fields=["id"], condition=models.Q(state="pending"), name="funds_request_pending_idx")]
+
+    @property
+    def reference(self) -> str:
+        """What a deposit's bank transfer quotes, so the treasury can match it."""
+        return f"CX-{self.id:08d}"

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.db import connection
-from django.db.models import QuerySet, Sum
+from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
-from exchange.models import Instrument, Order, Trade
+from exchange.models import FeeTier, Instrument, MemberTier, Order, Trade
 from exchange.money import cny
 
 CANDLE_INTERVALS = {"1m": "minute", "1h": "hour", "1d": "day"}
@@ -85,6 +85,13 @@ def price_index(*, class_code: str | None = None, hub_code: str | None = None, d
              "volume": int(volume), "trades": count} for c, h, day, notional, volume, count in rows]
 
 
+def fee_bps(*, organisation_id: int) -> tuple[int, int]:
+    """(maker, taker) basis points the organisation pays: its member tier's, else the default tier's."""
+    tier = (MemberTier.objects.filter(organisation_id=organisation_id)
+            .values_list("tier__maker_bps", "tier__taker_bps").first())
+    return tier or FeeTier.objects.filter(is_default=True).values_list("maker_bps", "taker_bps").first() or (0, 0)
+
+
 def order_list(*, organisation_id: int, status: str | None = None, instrument_code: str | None = None) -> QuerySet[Order]:
     queryset = Order.objects.filter(organisation_id=organisation_id).select_related("instrument")
     if status == "live":
@@ -94,3 +101,11 @@ def order_list(*, organisation_id: int, status: str | None = None, instrument_co
     if instrument_code:
         queryset = queryset.filter(instrument__code=instrument_code)
     return queryset
+
+
+def fill_list(*, organisation_id: int, instrument_code: str | None = None) -> QuerySet[Trade]:
+    """The organisation's trades, as buyer or seller (each side on its own index)."""
+    queryset = Trade.objects.filter(Q(buyer_id=organisation_id) | Q(seller_id=organisation_id))
+    if instrument_code:
+        queryset = queryset.filter(instrument__code=instrument_code)
+    return queryset.select_related("instrument")

@@ -6,13 +6,13 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.access import Actor, actor_refresh, check_actor
-from exchange import ledger
+from exchange import ledger, selectors
 from exchange.errors import AppError, NotFound
 from exchange.gateway import (
     batch_outcomes, batch_plan, order_request_parse, orders_submit, orders_submit_isolating, price_fen_parse,
     rejection,
 )
-from exchange.models import FeeTier, InboxCommand, Instrument, MemberTier, Order
+from exchange.models import InboxCommand, Instrument, Order
 
 
 
@@ -97,11 +97,7 @@ def order_cancel(*, actor: Actor, order_id: int) -> Order:
 
 
 def taker_bps(*, organisation_id: int) -> int:
-    tier = MemberTier.objects.filter(organisation_id=organisation_id).select_related("tier").first()
-    if tier is not None:
-        return tier.tier.taker_bps
-    default = FeeTier.objects.filter(is_default=True).values_list("taker_bps", flat=True).first()
-    return default or 0
+    return selectors.fee_bps(organisation_id=organisation_id)[1]
 
 
 def hold_per_lot(*, price_fen: int, organisation_id: int) -> int:

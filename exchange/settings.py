@@ -288,6 +288,9 @@ SETTLEMENT_OVERDUE_SECONDS = env_int("SETTLEMENT_OVERDUE_SECONDS", 3600)
 SURVEILLANCE_BATCH_SIZE = env_int("SURVEILLANCE_BATCH_SIZE", 10000)
 SURVEILLANCE_INTERVAL_MS = env_int("SURVEILLANCE_INTERVAL_MS", 200)
 
+# The trading terminal asks for a second click before an order worth more than this (CNY).
+ORDER_CONFIRM_ABOVE_CNY = env_str("ORDER_CONFIRM_ABOVE_CNY", "50000.00")
+
 THROTTLE_MARKETPLACE_WRITE = env_str("THROTTLE_MARKETPLACE_WRITE", "300/min")
 # Orders per API token (or signed-in person) on the fast order path and over WebSocket
 # commands, per web process (exchange/ratelimit.py says why per process).

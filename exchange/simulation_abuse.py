@@ -2,8 +2,9 @@
 a spoofer, so that the demo regulator finds surveillance alerts after ``make run``.
 
 - The wash trader: two organisations of one beneficial owner cross each other in an opening
-  auction (where self-trade prevention does not apply): one sells a few SCU·h it has listed,
-  the other buys them, both far through the expected price so they meet first.
+  auction (where self-trade prevention does not apply) that uncrosses before gate closure:
+  one sells a few SCU·h it has listed, the other buys them, both far through the expected
+  price so they meet first.
 - The spoofer: a provider with no one else in its owner group puts a large bid well behind
   the best bid, sells a little into the best bid, and pulls its bid a round later; three
   times. Its instrument is quoted by the simulator's makers meanwhile, so there is a touch.
@@ -18,7 +19,7 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from accounts.access import Actor
@@ -93,8 +94,11 @@ class Abusers:
         if pair is None:
             return False
         seller, buyer = pair
+        # Only an auction that uncrosses before gate closure: after it, the engine closes the
+        # instrument and the pair's orders would stand until then without trading.
         instrument = (Instrument.objects.filter(state=Instrument.State.PRE_OPEN,
-                                                auction_ends_at__gt=timezone.now() + timedelta(seconds=3))
+                                                auction_ends_at__gt=timezone.now() + timedelta(seconds=3),
+                                                auction_ends_at__lt=F("gate_closure_at"))
                       .filter(_listed(seller)).select_related("compute_class").order_by("auction_ends_at").first())
         if instrument is None:
             return False  # no opening auction with the seller's capacity just now: a later round

@@ -4,7 +4,7 @@ from django.views.i18n import set_language
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from accounts import api as accounts_api
-from exchange import views
+from exchange import views, views_funds, views_portfolio
 
 api_v1 = [
     path("me/", accounts_api.MeApi.as_view(), name="me"),
@@ -21,6 +21,12 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("markets/", views.markets, name="markets"),
     path("markets/<str:code>/", views.market_detail, name="market-detail"),
+    path("portfolio/", views_portfolio.portfolio, name="portfolio"),
+    path("funds/", views_funds.funds_page, name="funds"),
+    path("funds/request/", views_funds.funds_request_view, name="funds-request"),
+    path("funds/<int:request_id>/cancel/", views_funds.funds_cancel_view, name="funds-cancel"),
+    path("funds/<int:request_id>/complete/", views_funds.funds_complete_view, name="funds-complete"),
+    path("funds/<int:request_id>/refuse/", views_funds.funds_refuse_view, name="funds-refuse"),
     path("funds/demo-top-up/", views.funds_topup, name="funds-topup"),
     path("i18n/setlang/", set_language, name="set_language"),
     path("accounts/", include("accounts.urls")),

@@ -20,8 +20,10 @@ from django.utils.translation import gettext as _
 from accounts.selectors import membership_current
 from exchange import ledger
 from exchange.models import Instrument
-from exchange.selectors import instrument_list, ticker
+from exchange.money import cny
+from exchange.selectors import fee_bps, instrument_list, ticker
 from exchange.selectors_overview import capacity_totals, market_rows, overview_instruments
+from exchange.templatetags.order_states import ORDER_STATUS_LABELS
 from marketplace.models import ComputeClass, Hub
 
 
@@ -137,13 +139,40 @@ def markets(request):
     })
 
 
+def _terminal_texts() -> dict:
+    """What the terminal's script writes into the page, in the page's language."""
+    return {
+        "live": _("Live"), "reconnecting": _("Reconnecting…"), "connecting": _("Connecting…"),
+        "cancel": _("Cancel"), "amend": _("Amend"), "save": _("Save"), "back": _("Back"),
+        "cancelling": _("Cancel requested"), "market": _("market"), "buy": _("Buy"), "sell": _("Sell"),
+        "notional": _("Value"), "fee_up_to": _("fee up to"), "hold": _("held"), "receive": _("you receive at least"),
+        "at_touch": _("estimated at the best price on the other side"), "no_touch": _("no price on the other side yet"),
+        "short": _("More than your available funds."), "confirm": _("Place this order worth %(value)s CNY?"),
+        "gate_closed": _("Gate closed"), "closes_in": _("closes in"),
+        "auction_ends": _("auction ends"), "spread": _("Spread"),
+        "statuses": {status: str(label) for status, label in ORDER_STATUS_LABELS.items()},
+    }
+
+
 def market_detail(request, code: str):
     instrument = get_object_or_404(instrument_list(), code=code)
     membership = membership_current(user=request.user)
+    can_trade = bool(membership and membership.role in ("trader", "provider_admin")
+                     and membership.organisation.is_verified)
+    balances = ledger.balances(organisation=membership.organisation) if membership else None
+    maker_bps, taker_bps = fee_bps(organisation_id=membership.organisation_id) if membership else (0, 0)
+    terminal = {
+        "code": instrument.code, "id": instrument.id, "tick": cny(instrument.tick_fen), "lot": instrument.lot_scu_h,
+        "gate_closure_at": instrument.gate_closure_at.isoformat(),
+        "auction_ends_at": instrument.auction_ends_at.isoformat() if instrument.auction_ends_at else None,
+        "can_trade": can_trade, "signed_in": membership is not None, "maker_bps": maker_bps, "taker_bps": taker_bps,
+        "available": cny(balances["available"]) if balances else None,
+        "confirm_above": settings.ORDER_CONFIRM_ABOVE_CNY, "texts": _terminal_texts(),
+    }
     return render(request, "exchange/market_detail.html", {
         "instrument": instrument, "ticker": ticker(instrument=instrument), "membership": membership,
-        "can_trade": bool(membership and membership.role in ("trader", "provider_admin")
-                          and membership.organisation.is_verified),
+        "can_trade": can_trade, "balances": balances, "maker_bps": maker_bps, "taker_bps": taker_bps,
+        "terminal": terminal,
     })
 
 

@@ -195,9 +195,13 @@ def deliveries(request):
     return _desk(request, actor)
 
 
-def _provider_post(request, allocation_id: int, form: str, data: dict, action, success: str):
+def _allocation_post(request, allocation_id: int, form: str, data: dict, action, success: str, *,
+                     provider: bool):
+    """A provider's (``provider=True``) or a holder's form on one allocation: do ``action``; a
+    refusal of the person shows the refused page, a refusal of the input shows the same desk
+    with the message by the form."""
     try:
-        actor = _actor(request, provider=True, acting=True)
+        actor = _actor(request, provider=True, acting=True) if provider else _actor(request)
     except AppError as exc:
         return _refused(request, exc)
     try:
@@ -205,31 +209,34 @@ def _provider_post(request, allocation_id: int, form: str, data: dict, action, s
     except AppError as exc:
         if exc.status_code in (401, 403, 404):
             return _refused(request, exc)
-        return _desk(request, actor, failed=Failed(allocation_id, form, exc, data), status=_status(exc))
+        page = _desk if provider else _capacity
+        return page(request, actor, failed=Failed(allocation_id, form, exc, data), status=_status(exc))
     messages.success(request, success)
-    return _back(request, "settlement:deliveries", allocation_id)
+    return _back(request, "settlement:deliveries" if provider else "settlement:capacity", allocation_id)
 
 
 @login_required
 @require_POST
 def delivery_start_view(request, allocation_id: int):
     endpoint, credentials = request.POST.get("endpoint", ""), request.POST.get("credentials", "")
-    return _provider_post(
+    return _allocation_post(
         request, allocation_id, "start", {"endpoint": endpoint},
         lambda actor: delivery_start(actor=actor, allocation_id=allocation_id, endpoint=endpoint,
                                      credentials=credentials),
-        _("Allocation %(id)s: delivery started; the holder sees the access details.") % {"id": allocation_id})
+        _("Allocation %(id)s: delivery started; the holder sees the access details.") % {"id": allocation_id},
+        provider=True)
 
 
 @login_required
 @require_POST
 def metering_report_view(request, allocation_id: int):
     device_hours, note = request.POST.get("device_hours", ""), request.POST.get("note", "")
-    return _provider_post(
+    return _allocation_post(
         request, allocation_id, "meter", {"device_hours": device_hours, "note": note},
         lambda actor: metering_report(actor=actor, allocation_id=allocation_id, device_hours=device_hours,
                                       source=MeterReport.Source.PAGE, note=note),
-        _("Allocation %(id)s: %(hours)s device-hours reported.") % {"id": allocation_id, "hours": device_hours.strip()})
+        _("Allocation %(id)s: %(hours)s device-hours reported.") % {"id": allocation_id, "hours": device_hours.strip()},
+        provider=True)
 
 
 # --- the holder's capacity -------------------------------------------------------------------
@@ -251,40 +258,27 @@ def capacity(request):
     return _capacity(request, actor)
 
 
-def _holder_post(request, allocation_id: int, form: str, data: dict, action, success: str):
-    try:
-        actor = _actor(request)
-    except AppError as exc:
-        return _refused(request, exc)
-    try:
-        action(actor)
-    except AppError as exc:
-        if exc.status_code in (401, 403, 404):
-            return _refused(request, exc)
-        return _capacity(request, actor, failed=Failed(allocation_id, form, exc, data), status=_status(exc))
-    messages.success(request, success)
-    return _back(request, "settlement:capacity", allocation_id)
-
-
 @login_required
 @require_POST
 def delivery_answer_view(request, allocation_id: int):
     working, note = request.POST.get("working") == "yes", request.POST.get("note", "")
-    return _holder_post(
+    return _allocation_post(
         request, allocation_id, "answer", {"note": note},
         lambda actor: delivery_answer(actor=actor, allocation_id=allocation_id, working=working, note=note),
         (_("Allocation %(id)s: access confirmed.") if working else
-         _("Allocation %(id)s: access reported missing; the provider has been told.")) % {"id": allocation_id})
+         _("Allocation %(id)s: access reported missing; the provider has been told.")) % {"id": allocation_id},
+        provider=False)
 
 
 @login_required
 @require_POST
 def dispute_open_view(request, allocation_id: int):
     reason = request.POST.get("reason", "")
-    return _holder_post(
+    return _allocation_post(
         request, allocation_id, "dispute", {"reason": reason},
         lambda actor: dispute_open(actor=actor, allocation_id=allocation_id, reason=reason),
-        _("Allocation %(id)s: dispute opened; it settles once the regulator decides.") % {"id": allocation_id})
+        _("Allocation %(id)s: dispute opened; it settles once the regulator decides.") % {"id": allocation_id},
+        provider=False)
 
 
 # --- metering from a CSV file ----------------------------------------------------------------

@@ -27,4 +27,6 @@ def console_home(request):
         console_actor(request)
     except AppError as exc:
         return refused(request, exc)
-    return render(request, "supervision/home.html", {})
+    from supervision.selectors import console_overview
+
+    return render(request, "supervision/home.html", console_overview())

@@ -18,6 +18,7 @@ from django.views.decorators.http import require_POST
 from exchange.errors import AppError
 from supervision.models import Alert
 from supervision.surveillance import selectors, services
+from supervision.surveillance.figures import figure_rows
 from supervision.surveillance.params import SPECS
 from supervision.views import console_actor, refused
 
@@ -65,21 +66,9 @@ def _detail(request, alert: Alert, *, error: AppError | None = None, form: str =
     return render(request, "supervision/alert_detail.html", {
         "alert": alert, "summary": selectors.alert_summary(alert), "title": selectors.rule_title(alert.rule.code),
         "organisations": [(org, names.get(org, "")) for org in alert.organisation_ids],
-        "figures": _figures(alert.evidence.get("figures", {})), "evidence": selectors.evidence_rows(alert),
+        "figures": figure_rows(alert.evidence.get("figures", {})), "evidence": selectors.evidence_rows(alert),
         "error": error, "failed_form": form, "note": note,
     }, status=_status(error) if error else 200)
-
-
-def _figures(figures: dict) -> list[tuple[str, str]]:
-    """The evidence's figures as (name, value) rows; nested lists shown as text."""
-    out = []
-    for name, value in figures.items():
-        if isinstance(value, list) and value and isinstance(value[0], dict):
-            value = "; ".join(", ".join(f"{k} {v}" for k, v in item.items()) for item in value)
-        elif isinstance(value, list):
-            value = ", ".join(str(v) for v in value)
-        out.append((name.replace("_", " "), value))
-    return out
 
 
 def _alert_or_404(alert_id: int) -> Alert:

@@ -56,7 +56,7 @@ def serve(*, stderr=None, **extra_env: str):
     port = free_port()
     process = start("-m", "exchange.serve", "--host", "127.0.0.1", "--port", str(port), stderr=stderr, **extra_env)
     base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while True:
         if process.poll() is not None:
             raise RuntimeError(f"exchange.serve exited with code {process.returncode}")
@@ -64,10 +64,10 @@ def serve(*, stderr=None, **extra_env: str):
             if requests.get(f"{base_url}/healthz", timeout=5).status_code == 200:
                 return process, base_url
         except (requests.ConnectionError, requests.Timeout):
-            pass  # not listening yet, or its first answer slow on a busy machine: ask again
+            pass  # not listening yet, or its first answer is slow on a busy machine
         if time.monotonic() > deadline:
             process.kill()
-            raise RuntimeError("exchange.serve did not answer in 30 s")
+            raise RuntimeError("exchange.serve did not answer in 60 s")
         time.sleep(0.2)
 
 

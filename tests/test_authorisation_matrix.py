@@ -26,6 +26,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import Membership, Organisation
 from accounts.services import token_create
+from exchange.funds import funds_request_create
 from exchange import ledger, services
 from tests.exchange.conftest import list_capacity, make_instrument
 from tests.factories import MembershipFactory
@@ -98,6 +99,13 @@ TABLE: dict[str, dict[str, int]] = {
     "POST /api/v1/device-types/": _row(401, 403, 400, 400, 403, 403, 403),
     # Only the operator records funds, and never with a read token: its viewer is refused (issue 16, item 5).
     "POST /api/v1/funds/": _row(401, 403, 403, 403, 403, 403, 403),
+    # Deposit and withdrawal requests: members who may trade ask (and cancel their own); the
+    # treasury (a treasurer, scope funds) completes or refuses. The request named is the buyer's.
+    "GET /api/v1/funds/requests/": _row(401, 200, 200, 200, 200, 200, 200),
+    "POST /api/v1/funds/requests/": _row(401, 400, 400, 403, 403, 403, 400),
+    "POST /api/v1/funds/requests/{request_id}/cancel/": _row(401, 200, 404, 403, 403, 403, 404),
+    "POST /api/v1/funds/requests/{request_id}/complete/": _row(401, 403, 403, 403, 403, 403, 403),
+    "POST /api/v1/funds/requests/{request_id}/refuse/": _row(401, 403, 403, 403, 403, 403, 403),
     "POST /api/v1/listings/": _row(401, 403, 400, 403, 403, 403, 403),
     "POST /api/v1/listings/{id}/withdraw/": _row(401, 403, 200, 403, 403, 403, 403),
     "POST /api/v1/orders/": _row(401, 400, 400, 403, 403, 403, 400),
@@ -203,6 +211,16 @@ TABLE: dict[str, dict[str, int]] = {
     "POST /capacity/provider/listings/": _row(302, 403, 400, 403, 403, 403, 403),
     "GET /capacity/provider/listings/<int:listing_id>/withdraw/": _row(302, 405, 405, 405, 405, 405, 405),
     "POST /capacity/provider/listings/<int:listing_id>/withdraw/": _row(302, 403, 302, 403, 403, 403, 403),
+    "GET /funds/": _row(302, 200, 200, 200, 200, 200, 200),
+    "GET /funds/request/": _row(302, 405, 405, 405, 405, 405, 405),
+    # (The attestor's admin signed in holds its role's every scope, trade included: as a member.)
+    "POST /funds/request/": _row(302, 400, 400, 400, 403, 403, 400),
+    "GET /funds/<int:request_id>/cancel/": _row(302, 405, 405, 405, 405, 405, 405),
+    "POST /funds/<int:request_id>/cancel/": _row(302, 302, 404, 404, 403, 403, 404),
+    "GET /funds/<int:request_id>/complete/": _row(302, 405, 405, 405, 405, 405, 405),
+    "POST /funds/<int:request_id>/complete/": _row(302, 403, 403, 403, 403, 403, 403),
+    "GET /funds/<int:request_id>/refuse/": _row(302, 405, 405, 405, 405, 405, 405),
+    "POST /funds/<int:request_id>/refuse/": _row(302, 403, 403, 403, 403, 403, 403),
     "GET /funds/demo-top-up/": everyone(404),
     "POST /funds/demo-top-up/": everyone(404),
     "GET /healthz": everyone(200),
@@ -210,6 +228,8 @@ TABLE: dict[str, dict[str, int]] = {
     "POST /i18n/setlang/": everyone(302),
     "GET /markets/": everyone(200),
     "GET /markets/<str:code>/": everyone(200),
+    # Each member reads its own organisation's portfolio.
+    "GET /portfolio/": _row(302, 200, 200, 200, 200, 200, 200),
     # Each member reads its own organisation's statement (a regulator reads others' with ?organisation=).
     "GET /settlement/statements/": _row(302, 200, 200, 200, 200, 200, 200),
     "GET /settlement/statements.csv": _row(302, 200, 200, 200, 200, 200, 200),
@@ -348,6 +368,8 @@ def world(catalogue, device_type, attestor_key):
         "attestation": Attestation.objects.filter(device_type=device_type).first().id,
         "order": order.id, "token": spare_token.id, "allocation": allocation.id, "dispute": dispute.id,
         "organisation": members["buyer"].organisation_id, "alert": _alert(members).id, "rule": "spoofing",
+        "funds_request": funds_request_create(actor=actor_from_token(tokens["buyer"]), direction="deposit",
+                                              amount="100.00").id,
     }
     return members, tokens, ids
 
@@ -387,6 +409,8 @@ def fill(route: str, ids: dict) -> str:
             return str(ids["organisation"])
         if name == "alert_id":
             return str(ids["alert"])
+        if name == "request_id":
+            return str(ids["funds_request"])
         if name in ("allocation_id", "dispute_id"):
             return str(ids[name.removesuffix("_id")])
         before = route[: match.start()]

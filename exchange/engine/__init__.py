@@ -18,19 +18,13 @@ books), ``apply`` (matching and what it changes), ``write`` (every write), ``eve
 ``batch`` holds what a batch changes, handed from ``apply`` to ``write``.
 """
 
-from exchange.engine.batch import BatchWrites, TradeRow
-from exchange.engine.inbox import LiveOrder, OrderRow, PendingCommand, band_ticks, micros
 from exchange.engine.runner import (
     QUARANTINE_AFTER,
     EngineRunner,
     connection_lost,
-    cyclic_gc_paused,
     shard_of,
     transient,
 )
 from exchange.engine.write import InboxConflict
 
-__all__ = [
-    "QUARANTINE_AFTER", "BatchWrites", "EngineRunner", "InboxConflict", "LiveOrder", "OrderRow", "PendingCommand",
-    "TradeRow", "band_ticks", "connection_lost", "cyclic_gc_paused", "micros", "shard_of", "transient",
-]
+__all__ = ["QUARANTINE_AFTER", "EngineRunner", "InboxConflict", "connection_lost", "shard_of", "transient"]

@@ -26,7 +26,7 @@ it returns ``DROP_IDS`` so that ``drop_filled_ids`` (which does allocate) can cl
 filled orders from the id map in bulk before the next command.
 
 Modules: ``layout`` (codes and the arena layout), ``store`` (id map, GTD heap, event rows,
-ladder), ``match`` (orders, commands, the auction and the batch loop), ``maintenance``
+ladder), ``match`` (orders, commands and the batch loop), ``auction`` (the call auction), ``maintenance``
 (building, growing and inspecting an arena).
 """
 
@@ -78,7 +78,8 @@ from .maintenance import (
     resting_orders,
     validate,
 )
-from .match import auction_price, drop_filled_ids, process_batch
+from .auction import auction_price, drop_filled_ids
+from .match import process_batch
 
 __all__ = [
     "BAD_COUNT",

@@ -1,5 +1,5 @@
-// Live market pages: subscribe to /ws/market/, keep a book from snapshot + updates,
-// resynchronise when a sequence number is skipped.
+// Live market pages: the socket helper every page uses, instrument states, and the market
+// list's live rows. The trading terminal (terminal.js) builds on these.
 (function () {
   "use strict";
   const CX = (window.CX = {});
@@ -8,16 +8,26 @@
     return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + path;
   }
 
-  function connect(onOpen, onMessage) {
+  // Sockets open now, so a page (or a test) can see them; each reopens after a close,
+  // waiting longer after each failure (0.5 s doubling to 10 s).
+  CX.sockets = new Set();
+
+  function connect(onOpen, onMessage, { path = "/ws/market/", onClose = null } = {}) {
     let delay = 500;
     function open() {
-      const ws = new WebSocket(socketUrl("/ws/market/"));
-      ws.onopen = () => { delay = 500; onOpen(ws); };
+      const ws = new WebSocket(socketUrl(path));
+      ws.onopen = () => { delay = 500; CX.sockets.add(ws); onOpen(ws); };
       ws.onmessage = (e) => onMessage(JSON.parse(e.data), ws);
-      ws.onclose = () => { setTimeout(open, delay); delay = Math.min(delay * 2, 10000); };
+      ws.onclose = () => {
+        CX.sockets.delete(ws);
+        if (onClose) onClose();
+        setTimeout(open, delay);
+        delay = Math.min(delay * 2, 10000);
+      };
     }
     open();
   }
+  CX.connect = connect;
 
   // State names in the page's language, from the page's json_script (the socket sends codes).
   function stateLabel(state) {
@@ -103,116 +113,6 @@
     void el.offsetWidth;
     el.classList.add("flash");
   }
+  CX.flash = flash;
 
-  CX.marketPage = function (root, canTrade) {
-    const code = root.dataset.instrument;
-    const book = { bids: new Map(), asks: new Map(), seq: null };
-    let pending = [];
-    const ticker = document.getElementById("ticker");
-    const head = document.getElementById("market-head") || ticker;
-
-    function apply(levels, side) {
-      for (const [price, qty] of levels) {
-        if (qty === 0) side.delete(price); else side.set(price, qty);
-      }
-    }
-
-    function render() {
-      const draw = (side, el, cls, desc) => {
-        const prices = [...side.keys()].sort((a, b) => (desc ? b - a : a - b)).slice(0, 12);
-        if (!desc) prices.reverse();
-        el.innerHTML = prices.map((p) => `<tr class="${cls}"><td class="num">${p}</td><td class="num">${side.get(p)}</td></tr>`).join("");
-      };
-      draw(book.asks, document.getElementById("asks"), "ask", false);
-      draw(book.bids, document.getElementById("bids"), "bid", true);
-      document.getElementById("book-empty").hidden = book.bids.size + book.asks.size > 0;
-    }
-
-    function addTrades(trades) {
-      if (!trades.length) return;
-      const tape = document.getElementById("tape");
-      for (const t of trades) {
-        const stamp = t.time || t.created_at;
-        const time = stamp ? new Date(stamp).toLocaleTimeString("zh-CN", { timeZone: "Asia/Shanghai", hour12: false }) : "";
-        tape.insertAdjacentHTML("afterbegin", `<tr class="${t.aggressor === "sell" ? "ask" : "bid"}"><td>${time}</td><td class="num">${t.price}</td><td class="num">${t.qty}</td></tr>`);
-      }
-      while (tape.rows.length > 50) tape.deleteRow(-1);
-      document.getElementById("tape-empty").hidden = true;
-    }
-
-    function setTicker(msg) {
-      const set = (field, value) => {
-        const el = ticker.querySelector(`[data-field=${field}]`);
-        if (el && value !== undefined && el.textContent !== (value || "—")) { el.textContent = value || "—"; flash(el); }
-      };
-      set("last", msg.ticker.last); set("bid", msg.ticker.bid); set("ask", msg.ticker.ask);
-      showState(head, msg.state);
-    }
-
-    fetch(`/api/v1/instruments/${encodeURIComponent(code)}/trades/`).then((r) => r.json()).then((data) => {
-      addTrades((data.results || []).slice().reverse());
-    });
-
-    connect(
-      (ws) => { book.seq = null; pending = []; ws.send(JSON.stringify({ action: "subscribe", instrument: code })); },
-      (msg, ws) => {
-        if (msg.type === "md.snapshot") {
-          book.bids = new Map(msg.bids.map(([p, q]) => [p, q]));
-          book.asks = new Map(msg.asks.map(([p, q]) => [p, q]));
-          book.seq = msg.seq;
-          showState(head, msg.state);
-          for (const update of pending) if (update.seq > book.seq) handle(update, ws);
-          pending = [];
-          render();
-        } else if (msg.type === "md.update") {
-          if (book.seq === null) { pending.push(msg); return; }
-          handle(msg, ws);
-        }
-      }
-    );
-
-    function handle(msg, ws) {
-      if (msg.seq <= book.seq) return;
-      if (msg.seq !== book.seq + 1) {
-        // Skipped updates: the depth may be stale. Take a fresh snapshot and go on from it.
-        book.seq = null;
-        ws.send(JSON.stringify({ action: "subscribe", instrument: code }));
-        addTrades(msg.trades);
-        showState(head, msg.state);  // a state is whole, not a change: the latest holds
-        return;
-      }
-      book.seq = msg.seq;
-      apply(msg.bids, book.bids);
-      apply(msg.asks, book.asks);
-      addTrades(msg.trades);
-      setTicker(msg);
-      render();
-    }
-
-    if (!canTrade) return;
-    const form = document.getElementById("order-form");
-    const result = document.getElementById("order-result");
-    const csrf = (document.cookie.match(/csrftoken=([^;]+)/) || [])[1];
-    form.addEventListener("submit", async (e) => {
-      e.preventDefault();
-      const data = Object.fromEntries(new FormData(form));
-      const qty = Number.parseInt(data.qty, 10);
-      const body = { instrument: code, side: data.side, price: data.price, qty: Number.isNaN(qty) ? data.qty : qty, tif: data.tif };
-      result.textContent = "…";
-      const response = await fetch("/api/v1/orders/", {
-        method: "POST", credentials: "same-origin",
-        headers: { "Content-Type": "application/json", "X-CSRFToken": csrf },
-        body: JSON.stringify(body),
-      });
-      const reply = await response.json();
-      if (response.ok) {
-        result.className = "ok";
-        result.textContent = `#${reply.id} ${reply.side} ${reply.qty} @ ${reply.price || "market"} — ${reply.status}`;
-      } else {
-        result.className = "error";
-        const fields = Object.entries(reply.fields || {}).map(([k, v]) => `${k}: ${v}`).join("; ");
-        result.textContent = fields ? `${reply.detail} (${fields})` : reply.detail;
-      }
-    });
-  };
 })();

@@ -24,6 +24,7 @@ only what an engine shard still has to do; it stops advancing while ``waiting`` 
 
 from __future__ import annotations
 
+import bisect
 import time
 from dataclasses import dataclass, field
 
@@ -37,7 +38,8 @@ MAX_WAITING = 100_000
 # Times as epoch seconds (floats): windows compare numbers, not datetimes, thousands per pass.
 COMMANDS_SQL = """
     SELECT i.seq, i.instrument_id, i.action, i.order_id, i.new_price_fen, i.new_qty,
-           extract(epoch FROM i.created_at)::float8, o.organisation_id, o.side, o.type, o.tif, o.price_fen, o.qty,
+           extract(epoch FROM i.created_at)::float8, o.organisation_id, o.side, o.type, o.tif,
+           coalesce(o.entry_price_fen, o.price_fen), o.qty,
            o.status, o.reason, extract(epoch FROM o.created_at)::float8, extract(epoch FROM o.expires_at)::float8
     FROM exchange_inboxcommand i LEFT JOIN exchange_order o ON o.id = i.order_id
     WHERE i.seq = ANY(%s::bigint[]) AND i.processed_at IS NOT NULL
@@ -68,7 +70,9 @@ class Trade:
 
 @dataclass(slots=True)
 class Command:
-    """A processed inbox command with its order (NEW, CANCEL, AMEND) as it is now, and its trades."""
+    """A processed inbox command with its order (NEW, CANCEL, AMEND) as it is now, and its trades.
+    ``price_fen`` is the limit the order was entered with (the row's current price follows
+    amendments, which come as commands of their own; ``qty`` never changes)."""
 
     seq: int
     instrument_id: int
@@ -193,14 +197,23 @@ def _ranges_without(lo: int, hi: int, inside: list[int]) -> list[tuple[int, int]
     return out
 
 
-def read_range(first: int, last: int, *, exclude=(), limit: int = 50_000) -> list[Command]:
-    """Processed commands with ``first <= seq <= last`` (not in ``exclude``), for warming up
-    the rules' windows after a restart; at most ``limit``, the latest."""
+def read_range(first: int, cursor: Cursor, *, limit: int = 50_000) -> list[Command]:
+    """The processed commands from ``first`` up to ``cursor.seq`` that the cursor has read (not
+    those still waiting, nor numbers of its gaps: a gap's command that has committed since is
+    read by the next pass, once), for warming up the rules' windows after a restart; at most
+    ``limit``, the latest."""
+    gaps = sorted((g[0], g[1]) for g in cursor.gaps if g[1] >= first)
+    starts = [lo for lo, _ in gaps]
+
+    def in_gap(seq: int) -> bool:
+        i = bisect.bisect_right(starts, seq) - 1
+        return i >= 0 and seq <= gaps[i][1]
+
     with connection.cursor() as c:
         c.execute("SELECT seq FROM exchange_inboxcommand WHERE seq BETWEEN %s AND %s AND processed_at IS NOT NULL "
-                  "ORDER BY seq DESC LIMIT %s", [first, last, limit])
-        excluded = set(exclude)
-        seqs = [seq for (seq,) in c.fetchall() if seq not in excluded]
+                  "ORDER BY seq DESC LIMIT %s", [first, cursor.seq, limit + len(cursor.waiting)])
+        waiting = set(cursor.waiting)
+        seqs = [seq for (seq,) in c.fetchall() if seq not in waiting and not in_gap(seq)][:limit]
     return _commands(sorted(seqs))
 
 

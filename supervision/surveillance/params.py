@@ -54,8 +54,8 @@ SPECS: dict[str, RuleSpec] = {spec.code: spec for spec in (
               "max_lifetime_s": _p(10, 1, 3600, _("Cancelled within this many seconds of entry.")),
               "min_count": _p(3, 1, 1000, _("Such cancelled orders on one side within the window.")),
               "window_s": _p(300, 1, 86400, _("Window (seconds) for counting them.")),
-              "trade_grace_s": _p(30, 0, 3600, _("Seconds before the first and after the last such order within "
-                                                 "which an opposite trade counts."))
+              "trade_grace_s": _p(10, 0, 3600, _("An opposite trade counts if made while one of those orders "
+                                                 "stood, or within this many seconds of its entry or cancel."))
               , "cooldown_s": COOLDOWN}),
     RuleSpec("marking_close", _("Marking the close"),
              _("Trading in the minutes before gate closure that moves the closing price, mostly by one owner; "

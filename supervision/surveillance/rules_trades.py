@@ -148,9 +148,12 @@ class Spoofing(Rule):
             orders = [x for x in pulled if x.order.side == side]
             if len(orders) < p["min_count"]:
                 continue
-            low = min(x.order.at for x in orders) - p["trade_grace_s"]
-            high = max(x.at for x in orders) + p["trade_grace_s"]
-            opposite: list[OwnTrade] = [t for t in ctx.owner_trades.get(key, ()) if t.side != side and low <= t.at <= high]
+            # Only trades made while one of the pulled orders stood (give or take the grace):
+            # a trade an hour from any of them is no sign the orders were meant to help it.
+            grace = p["trade_grace_s"]
+            stood = [(x.order.at - grace, x.at + grace) for x in orders]
+            opposite: list[OwnTrade] = [t for t in ctx.owner_trades.get(key, ())
+                                        if t.side != side and any(low <= t.at <= high for low, high in stood)]
             if not opposite:
                 continue
             ids = {x.order.order_id for x in orders} | {t.trade.id for t in opposite}
@@ -180,17 +183,43 @@ class Withdrawn:
     rise_bps: int
 
 
+@dataclass(slots=True)
+class Offered:
+    at: float
+    qty: int
+    price_fen: int | None  # the last price when it was entered
+
+
 class Withholding(Rule):
     """Asks cancelled or cut while the last price stands ``min_rise_bps`` above where it was
-    a window ago count as withdrawn; ``min_qty`` of them by one owner within the window is a
-    finding. (Withdrawals before the rise do not count: a rise that follows them is the
-    market's, not a reason they were made.)"""
+    a window ago count as withdrawn; ``min_qty`` of them by one owner within the window, net
+    of the asks it entered again meanwhile, is a finding. (Withdrawals before the rise do not
+    count: a rise that follows them is the market's, not a reason they were made.)
+
+    Netting: a maker that requotes cancels an ask and enters another for the same capacity
+    (in either order), so new asks entered while the price stood up as well count against
+    the withdrawals, from ``REQUOTE_S`` before the first withdrawal in the window onwards.
+    Asks entered before the rise and pulled during it are withdrawn, not requoted."""
 
     code = "withholding"
+    REQUOTE_S = 10.0  # a new ask this long before a withdrawal may be its replacement
+    OFFERED = 1000  # new asks kept per owner and instrument
 
     def __init__(self):
         self.withdrawn: dict[tuple[int, int], deque[Withdrawn]] = {}  # (owner, instrument) → recent
+        self.offered: dict[tuple[int, int], deque[Offered]] = {}  # (owner, instrument) → recent new asks
         self.reported: dict[tuple[int, int], set] = {}
+
+    def on_new(self, ctx: Context, p: dict, command: Command, order: Resting | None) -> None:
+        if command.side != "sell" or command.type != "limit" or command.status == "rejected" or not command.qty:
+            return
+        key = (ctx.owner(command.organisation_id), command.instrument_id)
+        offered = self.offered.get(key)
+        if offered is None:
+            offered = self.offered[key] = deque(maxlen=self.OFFERED)
+        offered.append(Offered(command.at, command.qty, ctx.last_price.get(command.instrument_id)))
+        while offered and offered[0].at < command.at - p["window_s"] - self.REQUOTE_S:
+            offered.popleft()
 
     def on_cancel(self, ctx: Context, p: dict, command: Command, order: Resting | None) -> None:
         if order is not None and order.side == "sell" and order.remaining > 0:
@@ -201,7 +230,7 @@ class Withholding(Rule):
             self._pull(ctx, p, command, order, given_up)
 
     def forget(self, instrument_id: int) -> None:
-        for store in (self.withdrawn, self.reported):
+        for store in (self.withdrawn, self.offered, self.reported):
             for key in [k for k in store if k[1] == instrument_id]:
                 del store[key]
 
@@ -218,7 +247,11 @@ class Withholding(Rule):
         pulled.append(Withdrawn(command.at, order.order_id, order.organisation_id, qty, rise))
         while pulled and pulled[0].at < since:
             pulled.popleft()
-        total = sum(x.qty for x in pulled)
+        gross = sum(x.qty for x in pulled)
+        from_at = pulled[0].at - self.REQUOTE_S
+        offered = sum(x.qty for x in self.offered.get(key, ())
+                      if x.at >= from_at and self._up(ctx, p, inst, x.at, x.price_fen))
+        total = gross - offered
         ids = {x.order_id for x in pulled}
         reported = self.reported.setdefault(key, set())
         if total < p["min_qty"] or ids <= reported:
@@ -227,7 +260,14 @@ class Withholding(Rule):
         rising = [t.id for t in ctx.recent_trades.get(inst, ()) if t.at >= since][-20:]
         ctx.found(Finding(
             self.code, f"{key[0]}:{inst}", "medium", command.at,
-            figures={"withdrawn_scu_h": total, "price_start": cny(start), "price_now": cny(last), "rise_bps": rise,
+            figures={"withdrawn_scu_h": total, "pulled_scu_h": gross, "offered_again_scu_h": offered,
+                     "price_start": cny(start), "price_now": cny(last), "rise_bps": rise,
                      "least_rise_bps": min(x.rise_bps for x in pulled), "window_s": p["window_s"]},
             organisation_ids=sorted({x.organisation_id for x in pulled}), instrument_id=inst, seq=command.seq,
             orders=sorted(ids), trades=rising))
+
+    @staticmethod
+    def _up(ctx: Context, p: dict, inst: int, at: float, price: int | None) -> bool:
+        """Did the last price stand ``min_rise_bps`` above where it was a window before ``at``?"""
+        start = ctx.price_at(inst, at - p["window_s"])
+        return bool(start and price and bps(price, start) >= p["min_rise_bps"])

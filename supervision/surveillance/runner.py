@@ -6,9 +6,11 @@ into alerts, and move the cursor past what was read. A pass that fails rolls bac
 and the runner rebuilds its memory (``load``) before trying again, so every event leads
 to its alerts exactly once. One runner at a time holds the advisory lock; a second waits.
 
-``load`` also warms the rules' windows up: the events of the last window before the cursor
-are replayed with findings discarded (they were written when first read), so a pattern
-that straddles a restart is still seen.
+``load`` also warms the rules' windows up: the events of the last window that the stored
+cursor had read are replayed with findings discarded (they were written when first read),
+so a pattern that straddles a restart is still seen. Commands the cursor has not read (still
+waiting, or numbers of a gap that have committed since) are left to the passes, which read
+each of them once.
 """
 
 from __future__ import annotations
@@ -89,7 +91,7 @@ class SurveillanceRunner:
         self.alerts.load(reach_s=self._reach())
         cursor = feed.cursor_load()
         first = feed.first_seq_since(time.time() - reach, upto=cursor.seq)
-        replayed = feed.read_range(first, cursor.seq, exclude=cursor.waiting, limit=WARM_UP_MAX_COMMANDS)
+        replayed = feed.read_range(first, cursor, limit=WARM_UP_MAX_COMMANDS)
         self.ctx.emit = False
         try:
             self.process(replayed)

@@ -113,7 +113,8 @@ def alert_summary(alert: Alert) -> str:
             return _("One buyer holds %(share)s%% (%(held)s of %(total)s SCU·h) of the capacity buyers hold") % {
                 "share": f["share_pct"], "held": f["held_scu_h"], "total": f["held_by_buyers_scu_h"]}
         if code == "withholding":
-            return _("%(qty)s SCU·h of offers withdrawn while the price rose %(rise)s bp") % {
+            return _("%(qty)s SCU·h of offers withdrawn (net of those offered again) while the price rose "
+                     "%(rise)s bp") % {
                 "qty": f["withdrawn_scu_h"], "rise": f["rise_bps"]}
         if code == "concentration":
             return _("HHI %(hhi)s in %(cls)s · %(hub)s (%(sellers)s sellers of %(sold)s SCU·h)") % {

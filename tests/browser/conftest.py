@@ -1,6 +1,7 @@
 """A real exchange for the browser: web server and engine processes on the test database."""
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -41,3 +42,14 @@ def browser_page(monkeypatch):
 
         connections.close_all()
 
+
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
+
+
+def artifact_path(group: str, name: str) -> str:
+    """Where a browser test keeps a screenshot for people to look at: artifacts/screenshots/
+    under the repository (ignored by git), kept after the run."""
+    folder = ARTIFACTS / group
+    folder.mkdir(parents=True, exist_ok=True)
+    return str(folder / name)

@@ -31,6 +31,33 @@ def test_only_regulators_open_the_console(client, regulator, buyer, provider, op
     assert response.status_code == 200 and b"Supervision console" in response.content
 
 
+@pytest.mark.django_db
+def test_the_overview_counts_the_work_waiting(client, regulator, django_assert_max_num_queries):
+    from exchange.models import Instrument
+    from supervision.models import Alert, Rule
+    from supervision.surveillance.params import rules_ensure
+    from tests.exchange.conftest import make_instrument
+    from tests.supervision.kyc_helpers import applicant
+
+    applicant("Waiting One")
+    applicant("Waiting Two")
+    halted = make_instrument()
+    Instrument.objects.filter(pk=halted.pk).update(state=Instrument.State.HALTED)
+    rules_ensure()
+    wash = Rule.objects.get(code="wash_same_owner")
+    for n, (severity, state) in enumerate((("high", "open"), ("medium", "open"), ("high", "under_review"),
+                                            ("high", "closed"))):
+        Alert.objects.create(rule=wash, key=f"k{n}", severity=severity, state=state, instrument=halted,
+                             evidence={"figures": {"trades": 1, "volume_scu_h": 5}})
+    client.force_login(regulator.user)
+    with django_assert_max_num_queries(14):
+        page = client.get("/supervision/")
+    context = page.context
+    assert (context["pending_kyc"], context["alerts"]["open"], context["alerts"]["under_review"]) == (2, 2, 1)
+    assert (context["alerts"]["high"], context["instruments"]["halted"], context["open_disputes"]) == (1, 1, 0)
+    assert [row["alert"].key for row in context["latest"]] == ["k2", "k1", "k0"]  # closed ones left out
+
+
 @pytest_asyncio.fixture
 async def _close_connections():
     yield

@@ -81,8 +81,11 @@ def test_the_alert_page_shows_the_evidence(client, wash_alert, regulator):
     seller, buyer, ask, bid = wash_alert.parties
     page = client.get(f"/supervision/alerts/{wash_alert.id}/").content.decode()
     for text in (seller.organisation.name, buyer.organisation.name, f"<td>{ask.id}</td>", f"<td>{bid.id}</td>",
-                 f"<td>{wash_alert.evidence['trades'][0]}</td>", "one beneficial owner", "beneficial owner id"):
+                 f"<td>{wash_alert.evidence['trades'][0]}</td>", "one beneficial owner", "<th>Beneficial owner</th>",
+                 "<th>Volume (SCU·h)</th>"):
         assert text in page, text
+    chinese = client.get(f"/supervision/alerts/{wash_alert.id}/", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+    assert "<th>受益所有人</th>" in chinese and "<th>成交量（SCU·h）</th>" in chinese
     listing = client.get("/supervision/alerts/").content.decode()
     assert f'href="/supervision/alerts/{wash_alert.id}/"' in listing and seller.organisation.name in listing
 

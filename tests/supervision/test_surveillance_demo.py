@@ -3,9 +3,12 @@
 Transactional: each simulated order commits at its own time, as in ``make run``."""
 
 import io
+from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
+from django.db.models import F
+from django.utils import timezone
 
 from accounts.models import Organisation
 from exchange.instruments import instrument_open
@@ -57,3 +60,18 @@ def test_the_simulator_plays_a_wash_trader_and_a_spoofer(demo):
     bids = Order.objects.filter(organisation=guian, side="buy", qty=60)
     assert set(spoof.evidence["orders"]) == set(bids.values_list("id", flat=True))
     assert not Alert.objects.exclude(rule__code__in=["wash_same_owner", "spoofing", "hoarding", "concentration"])
+
+
+def test_the_wash_trader_uses_only_an_auction_that_uncrosses_before_gate_closure(demo):
+    simulator = MarketSimulator(seed=5, abuse_every=3600, abuse_first_after=-30)
+    auctions = Instrument.objects.filter(state=Instrument.State.PRE_OPEN)
+    # Every opening auction ends after its gate closure: the instrument would close first.
+    auctions.update(auction_ends_at=timezone.now() + timedelta(minutes=5),
+                    gate_closure_at=timezone.now() + timedelta(minutes=4))
+    orders = Order.objects.count()
+    assert simulator.abusers._wash() is False and Order.objects.count() == orders
+    assert simulator.abusers.washed is None
+    auctions.update(gate_closure_at=F("auction_ends_at") + timedelta(hours=1))
+    assert simulator.abusers._wash() is True
+    ask, bid = simulator.abusers.washed
+    assert ask.instrument.auction_ends_at < ask.instrument.gate_closure_at and bid.instrument_id == ask.instrument_id

@@ -61,7 +61,7 @@ def test_spoofing_needs_quick_pulls_behind_the_touch_and_a_trade_on_the_other_si
     spoofs = [s.new(1, "buy", 1960, 80, 10 * i + 1) for i in range(3)]
     pulls = [s.cancel(order, 10 * i + 2) for i, order in enumerate(spoofs)]
     assert s.run(*[c for pair in zip(spoofs, pulls) for c in pair]) == []  # no trade on the other side yet
-    sell = s.cross(s.new(1, "sell", 2000, 2, 40, tif="IOC", status="filled"), touch, 2, 40)
+    sell = s.cross(s.new(1, "sell", 2000, 2, 25, tif="IOC", status="filled"), touch, 2, 25)
     assert s.run(sell) == [("spoofing", f"101:{INST}:buy")]
     finding = s.runner.ctx.findings[0]
     assert set(finding.orders) == {o.order_id for o in spoofs} and finding.trades == [sell.trades[0].id]
@@ -74,6 +74,20 @@ def test_spoofing_needs_quick_pulls_behind_the_touch_and_a_trade_on_the_other_si
     assert s.run(sell3) == []
 
 
+def test_spoofing_counts_only_trades_made_while_a_pulled_order_stood(s):
+    touch = s.new(2, "buy", 2000, 50, 0)
+    spoofs = [s.new(1, "buy", 1960, 80, 100 * i) for i in range(3)]
+    pulls = [s.cancel(order, 100 * i + 1) for i, order in enumerate(spoofs)]
+    # Between the second and the third (each stood for a second): more than ten seconds from either.
+    between = s.cross(s.new(1, "sell", 2000, 2, 150, tif="IOC", status="filled"), touch, 2, 150)
+    assert s.run(touch, spoofs[0], pulls[0], spoofs[1], pulls[1], between, spoofs[2], pulls[2]) == []
+    during = s.new(1, "sell", 2000, 2, 200.5, tif="IOC", status="filled")
+    s.cross(during, touch, 2, 200.5)  # while the third stood
+    assert s.run(during) == [("spoofing", f"101:{INST}:buy")]
+    assert s.runner.ctx.findings[0].trades == [during.trades[0].id]
+    assert s.runner.ctx.findings[0].figures["opposite_trades"] == 1
+
+
 def test_withdrawals_count_only_while_the_price_stands_above_where_it_was(s):
     asks = [s.new(1, "sell", 2100, 50, i) for i in range(4)]
     bid = s.new(2, "buy", 1990, 100, 0)
@@ -84,6 +98,31 @@ def test_withdrawals_count_only_while_the_price_stands_above_where_it_was(s):
     assert s.run(lifted, rise, s.cancel(asks[2], 30)) == []  # 50 SCU·h withdrawn while up: not yet 100
     assert s.run(s.cancel(asks[3], 31)) == [("withholding", f"101:{INST}")]
     assert set(s.runner.ctx.findings[0].orders) == {asks[2].order_id, asks[3].order_id}
+
+
+def test_a_maker_that_requotes_while_the_price_rises_withdraws_nothing(s):
+    asks = [s.new(1, "sell", 2100, 50, i) for i in range(4)]
+    bid = s.new(2, "buy", 1990, 100, 0)
+    first = s.cross(s.new(3, "sell", 2000, 1, 5, tif="IOC", status="filled"), bid, 1, 5)
+    lifted = s.new(4, "sell", 2060, 5, 20)
+    rise = s.cross(s.new(2, "buy", 2060, 5, 21, status="filled"), lifted, 5, 21)  # +3 %: the price stands up
+    assert s.run(*asks, bid, first, lifted, rise) == []
+    # Cancel and enter again (one way round, then the other), a little higher each time.
+    requoted = []
+    for i, ask in enumerate(asks[:2]):
+        requoted += [s.cancel(ask, 30 + i), s.new(1, "sell", 2120, 50, 30 + i)]
+    for i, ask in enumerate(asks[2:]):
+        requoted += [s.new(1, "sell", 2120, 50, 40 + i), s.cancel(ask, 41 + i)]
+    assert s.run(*requoted) == []
+    # Replacing the replacements: still the same 200 SCU·h on offer.
+    replacements = [c for c in requoted if c.action == "new"]
+    third = [s.new(1, "sell", 2130, 50, 60) for _ in replacements]
+    assert s.run(*[x for old, new in zip(replacements, third) for x in (s.cancel(old, 60), new)]) == []
+    # Then it really withdraws: 100 of the 200 go, and nothing comes back.
+    assert s.run(s.cancel(third[0], 70)) == []
+    assert s.run(s.cancel(third[1], 71)) == [("withholding", f"101:{INST}")]
+    figures = s.runner.ctx.findings[0].figures
+    assert (figures["withdrawn_scu_h"], figures["pulled_scu_h"], figures["offered_again_scu_h"]) == (100, 500, 400)
 
 
 def test_a_ring_needs_its_legs_in_similar_quantities_within_the_window(s):

@@ -12,12 +12,16 @@ import pytest
 import pytest_asyncio
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.db import connections
+from django.db import connections, transaction
 
 from accounts.models import Organisation
+from exchange.models import InboxCommand, Trade
+from exchange import services
 from exchange.asgi import application
+from exchange.money import cny
 from supervision.models import Alert, Rule, SurveillanceCursor
 from supervision.surveillance import feed
+from supervision.surveillance.book import Books
 from supervision.surveillance.runner import SurveillanceRunner
 from supervision.surveillance.scenario_market import REFERENCE_FEN as REF
 from supervision.surveillance.scenario_market import ScenarioMarket, engine_for_scenario
@@ -149,6 +153,70 @@ def test_a_pattern_that_straddles_a_restart_is_still_seen(market):
     SurveillanceRunner().drain()  # a new process: its windows come from replaying what was read
     (alert,) = Alert.objects.filter(rule__code="spoofing")
     assert set(alert.evidence["orders"]) == {b.id for b in bids} and alert.evidence["figures"]["orders"] == 3
+
+
+def test_a_new_order_enters_the_copy_at_the_price_it_came_with_not_its_amended_one(market):
+    buyer, other = market.buyer("Buyer"), market.buyer("Other")
+    market.place(other, market.instrument, "buy", REF - 10, 5)  # the touch
+    bid = market.place(buyer, market.instrument, "buy", REF - 10, 80)
+    market.settle()
+    services.order_amend(actor=buyer.actor, order_id=bid.id, data={"price": cny(REF - 50)})
+    market.settle()
+    commands, _ = feed.read(feed.Cursor(), limit=100)
+    new, amend = [c for c in commands if c.order_id == bid.id]
+    books = Books()
+    books.apply_new([c for c in commands if c.action == "new" and c.order_id != bid.id][0])
+    entered = books.apply_new(new).orders[bid.id]
+    assert (entered.price_fen, entered.away_bps) == (REF - 10, 0)  # at the touch when it came
+    order, given_up = books.apply_amend(amend)
+    assert order.price_fen == REF - 50 and given_up == 0
+
+
+def test_after_a_restart_a_command_the_cursor_had_not_read_is_read_once_not_replayed_as_well(market):
+    """An order entry commits late: the first runner passed its number as a gap. The engine
+    processes it before the restart; the new runner warms up on what the cursor had read
+    only, and its first pass reads the late command, so its trade is in the rules' memory once."""
+    seller, late_buyer, other = market.provider("Seller"), market.buyer("Late Buyer"), market.buyer("Other")
+    elsewhere = market.day()
+    ask = market.place(seller, market.instrument, "sell", REF, 10)
+    market.settle()
+    entered, release, late = threading.Event(), threading.Event(), []
+
+    def slow_entry():
+        try:
+            with transaction.atomic():
+                order = market.place(late_buyer, market.instrument, "buy", REF, 10)
+                late.append(InboxCommand.objects.get(order_id=order.id).seq)
+                entered.set()
+                release.wait(30)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=slow_entry)
+    thread.start()
+    try:
+        assert entered.wait(30)
+        for step in range(3):  # later numbers, committed and processed first
+            market.place(other, elsewhere, "buy", REF - 100 - step, 1)
+        market.settle()
+        first = SurveillanceRunner()
+        first.drain()
+        gaps = SurveillanceCursor.objects.get().gaps
+        assert any(lo <= late[0] <= hi for lo, hi, *_ in gaps) and not Trade.objects.exists()
+    finally:
+        release.set()
+        thread.join(30)
+    market.settle()  # the engine processes the late order: it trades with the ask
+    (trade,) = Trade.objects.all()
+    del first  # the process stops; another starts
+    restarted = SurveillanceRunner()
+    restarted.drain()
+    assert [t.id for t in restarted.ctx.recent_trades[market.instrument.id]] == [trade.id]
+    assert [t.trade.id for t in restarted.ctx.owner_trades[(seller.organisation.beneficial_owner_id,
+                                                            market.instrument.id)]] == [trade.id]
+    cursor = SurveillanceCursor.objects.get()
+    assert not any(lo <= late[0] <= hi for lo, hi, *_ in cursor.gaps) and cursor.trades == 1
+    assert cursor.commands == InboxCommand.objects.filter(processed_at__isnull=False).count()
 
 
 def test_one_runner_at_a_time():
