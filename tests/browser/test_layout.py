@@ -30,6 +30,7 @@ REDOC_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
 SHOT_MAX_HEIGHT = 20_000
 
 BUYER, PROVIDER, REGULATOR = "buyer@lingyun.example", "ops@westhub.example", "supervisor@regulator.example"
+TREASURER = "treasury@exchange.example"  # the operator's: completes deposit and withdrawal requests
 
 # (who, page name, path, expected status). Paths name the world's rows in braces.
 PAGES = [
@@ -49,12 +50,16 @@ PAGES = [
     ("buyer", "markets", "/markets/", 200),
     ("buyer", "terminal", "/markets/{instrument}/", 200),
     ("buyer", "capacity", "/capacity/", 200),
+    ("buyer", "portfolio", "/portfolio/", 200),
+    ("buyer", "funds", "/funds/", 200),
     ("buyer", "my-capacity", "/settlement/capacity/", 200),
     ("buyer", "statements", "/settlement/statements/", 200),
     ("buyer", "tokens", "/accounts/tokens/", 200),
     ("buyer", "refused", "/supervision/", 403),
     ("provider", "home", "/", 200),
     ("provider", "terminal", "/markets/{instrument}/", 200),
+    ("provider", "portfolio", "/portfolio/", 200),
+    ("provider", "funds", "/funds/", 200),
     ("provider", "dashboard", "/capacity/provider/", 200),
     ("provider", "asset", "/capacity/assets/{asset}/", 200),
     ("provider", "deliveries", "/settlement/deliveries/", 200),
@@ -81,6 +86,7 @@ PAGES = [
     ("regulator", "alert", "/supervision/alerts/{alert}/", 200),
     ("regulator", "rules", "/supervision/rules/", 200),
     ("regulator", "statements", "/settlement/statements/", 200),
+    ("treasurer", "funds", "/funds/", 200),
 ]
 
 
@@ -100,6 +106,7 @@ def _world() -> tuple[dict[str, object], dict[str, str]]:
     from accounts.access import actor_from_user
     from accounts.models import Membership, User
     from accounts.services import token_create
+    from exchange.funds import funds_request_create
     from exchange.models import Instrument
     from exchange.services import order_place
     from marketplace.models import ComputeAsset
@@ -111,12 +118,14 @@ def _world() -> tuple[dict[str, object], dict[str, str]]:
                   .order_by("delivery_start")[2])
     Instrument.objects.filter(pk=instrument.pk).update(state=Instrument.State.CONTINUOUS, reference_price_fen=1600)
     users = {who: User.objects.get(email=email) for who, email in
-             (("buyer", BUYER), ("provider", PROVIDER), ("regulator", REGULATOR))}
+             (("buyer", BUYER), ("provider", PROVIDER), ("regulator", REGULATOR), ("treasurer", TREASURER))}
     buyer, provider = actor_from_user(users["buyer"]), actor_from_user(users["provider"])
     for actor, side, price, qty in ((provider, "sell", "16.00", 40), (provider, "sell", "16.50", 60),
                                     (buyer, "buy", "16.00", 25), (buyer, "buy", "15.60", 20)):
         order_place(actor=actor, data={"instrument": instrument.code, "side": side, "price": price, "qty": qty})
     token_create(membership=Membership.objects.get(user=users["buyer"]), name="trading bot", scopes=["read", "trade"])
+    funds_request_create(actor=buyer, direction="withdrawal", amount="1250.00", bank_account="6222 0000 1234 5678")
+    funds_request_create(actor=buyer, direction="deposit", amount="50000.00")
     rules_ensure()
     alert = Alert.objects.create(
         rule=Rule.objects.get(code="price_move"), key="audit", severity="medium", instrument=instrument,
@@ -309,7 +318,7 @@ def test_every_page_is_audited():
     from tests.test_authorisation_matrix import page_routes
 
     not_pages = {"/healthz", "/i18n/setlang/", "/admin/", "/funds/demo-top-up/", "/accounts/sign-out/",
-                 "/settlement/statements.csv", "/supervision/audit.csv", "/settlement/metering/upload/chunk/",
+                 "/settlement/statements.csv", "/supervision/audit.csv", "/settlement/metering/upload/chunk/", "/funds/request/",
                  "/capacity/provider/assets/", "/capacity/provider/listings/", "/supervision/instruments/actions/"}
     audited = {path for _, _, path, _ in PAGES}
     missing = {route for route in page_routes() if "<" not in route} - audited - not_pages
