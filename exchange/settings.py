@@ -53,6 +53,8 @@ INSTALLED_APPS = [
     "django.contrib.postgres",
     "rest_framework",
     "drf_spectacular",
+    # Swagger UI and ReDoc as the site's own static files: /api/docs/ works without the internet.
+    "drf_spectacular_sidecar",
     "channels",
     "accounts",
     "marketplace",
@@ -214,6 +216,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Trade standardised compute capacity (SCU·h) with traceable provenance.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # No call to the public validator service: the page works without the internet.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "exchange.openapi.document_errors"],
     # Two lists of roles share the field name "roles": each gets a name of its own.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from urllib.parse import urlencode
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
@@ -21,6 +22,7 @@ from exchange import ledger
 from exchange.models import Instrument
 from exchange.money import cny
 from exchange.selectors import fee_bps, instrument_list, ticker
+from exchange.selectors_overview import capacity_totals, market_rows, overview_instruments
 from exchange.templatetags.order_states import ORDER_STATUS_LABELS
 from marketplace.models import ComputeClass, Hub
 
@@ -29,8 +31,14 @@ def site_context(request):
     return {"DEMO_MODE": settings.DEMO_MODE}
 
 
+HOME_MARKETS = 8
+
+
 def home(request):
-    return render(request, "home.html")
+    """The busiest instruments and the capacity on offer; the rest on /markets/."""
+    return render(request, "home.html", {
+        "rows": market_rows(overview_instruments()[:HOME_MARKETS]), "totals": capacity_totals(),
+    })
 
 
 def _database_and_engine_lag() -> tuple[str | None, float | None]:
@@ -114,18 +122,20 @@ def csrf_failure(request, reason=""):
     return render(request, "403_csrf.html", status=403)
 
 
+MARKETS_PER_PAGE = 40
+
+
 def markets(request):
-    """Every tradeable instrument with its ticker; prices update live over /ws/market/."""
-    state = request.GET.get("state") or None
-    queryset = instrument_list(class_code=request.GET.get("class") or None, hub_code=request.GET.get("hub") or None,
-                               state=state)
-    if not state:
-        queryset = queryset.exclude(state=Instrument.State.CLOSED)
-    page = Paginator(queryset.order_by("delivery_start", "compute_class__code", "hub__sort_order"), 40).get_page(
-        request.GET.get("page"))
+    """Every tradeable instrument, those that trade first, with its last 24 h; prices update
+    live over /ws/market/."""
+    filters = {name: request.GET.get(name) or "" for name in ("class", "hub", "state")}
+    queryset = overview_instruments(class_code=filters["class"] or None, hub_code=filters["hub"] or None,
+                                    state=filters["state"] or None)
+    page = Paginator(queryset, MARKETS_PER_PAGE).get_page(request.GET.get("page"))
     return render(request, "exchange/markets.html", {
-        "page": page, "classes": ComputeClass.objects.all(), "hubs": Hub.objects.all(),
-        "states": Instrument.State.choices, "filters": request.GET,
+        "page": page, "rows": market_rows(page.object_list), "totals": capacity_totals(),
+        "classes": ComputeClass.objects.all(), "hubs": Hub.objects.all(), "states": Instrument.State.choices,
+        "filters": filters, "filter_query": urlencode({k: v for k, v in filters.items() if v}),
     })
 
 

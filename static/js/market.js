@@ -61,6 +61,7 @@
       (msg) => {
         const row = rows[msg.instrument];
         if (!row || (msg.type !== "md.update" && msg.type !== "md.snapshot")) return;
+        row.dataset.live = "";  // subscribed: the row follows the market from here on
         showState(row, msg.state);
         if (msg.type !== "md.update") return;
         const t = msg.ticker;
@@ -69,9 +70,43 @@
           const value = t[field] || "—";
           if (cell && cell.textContent !== value) { cell.textContent = value; flash(cell); }
         }
+        const traded = (msg.trades || []).reduce((sum, trade) => sum + trade.qty, 0);
+        const volume = row.querySelector("[data-field=volume]");
+        if (volume && traded) { volume.textContent = String(Number(volume.textContent) + traded); flash(volume); }
+        showChange(row, t.last);
       }
     );
   };
+
+  // "16.05" → 1605: prices arrive as decimal strings with two places; sums stay in integer fen.
+  function fen(text) {
+    const m = /^(-?)(\d+)\.(\d{2})$/.exec(text || "");
+    return m ? (m[1] ? -1 : 1) * (Number(m[2]) * 100 + Number(m[3])) : null;
+  }
+  function cnyText(value) {
+    const abs = Math.abs(value);
+    return (value < 0 ? "-" : "") + Math.floor(abs / 100) + "." + String(abs % 100).padStart(2, "0");
+  }
+
+  // The 24 h change against the row's price 24 h ago (data-base-fen), as the server shows it.
+  function showChange(row, last) {
+    const cell = row.querySelector("[data-field=change]");
+    const base = Number(row.dataset.baseFen), now = fen(last);
+    if (!cell || !row.dataset.baseFen || now === null) return;
+    const change = now - base;
+    const tenths = base ? Math.round((Math.abs(change) * 1000) / base) * Math.sign(change) : 0;
+    const pct = (tenths > 0 ? "+" : tenths < 0 ? "-" : "") + Math.floor(Math.abs(tenths) / 10) + "." + (Math.abs(tenths) % 10) + " %";
+    const text = (change > 0 ? "+" : "") + cnyText(change);
+    if (cell.firstChild && cell.firstChild.textContent.trim() === text) return;
+    cell.textContent = text + " ";
+    const small = document.createElement("span");
+    small.className = "small";
+    small.textContent = "(" + pct + ")";
+    cell.appendChild(small);
+    cell.classList.toggle("up", change > 0);
+    cell.classList.toggle("down", change < 0);
+    flash(cell);
+  }
 
   function flash(el) {
     el.classList.remove("flash");
