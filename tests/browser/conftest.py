@@ -1,5 +1,6 @@
 """A real exchange for the browser: web server and engine processes on the test database."""
 
+import re
 import shutil
 from pathlib import Path
 
@@ -9,6 +10,9 @@ from tests.processes import exchange_running
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# A refusal a page shows (a 4xx answer) is logged by Chromium as a failed load; tests cause
+# some on purpose. Script errors and 5xx answers are what a browser test must never see.
+REFUSED_LOAD = re.compile(r"Failed to load resource: the server responded with a status of 4\d\d")
 
 
 @pytest.fixture
@@ -35,8 +39,14 @@ def browser_page(monkeypatch):
                   "--disable-sync", "--no-first-run"],
         )
         page = browser.new_page(viewport={"width": 1300, "height": 900})
+        errors = []
+        page.on("console", lambda m: m.type == "error" and not REFUSED_LOAD.match(m.text) and errors.append(m.text))
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("response", lambda r: r.status >= 500 and errors.append(f"{r.status} {r.url}"))
         yield page
         browser.close()
+        # No page may log a script error or meet a server error while a test drives it.
+        assert errors == [], errors
         # ORM calls made while Playwright's loop runs get their own connection; close it here.
         from django.db import connections
 

@@ -10,12 +10,11 @@ from playwright.sync_api import expect
 from accounts.access import actor_from_user
 from exchange import ledger
 from exchange.services import order_place
-from tests.browser.conftest import CHROMIUM, artifact_path
+from tests.browser.conftest import CHROMIUM, REFUSED_LOAD, artifact_path
 from tests.exchange.conftest import list_capacity, make_instrument
 from tests.factories import PASSWORD
 
 pytestmark = pytest.mark.django_db(transaction=True)
-REFUSED_LOAD = re.compile(r"Failed to load resource: the server responded with a status of 4\d\d")
 
 
 def _production_password(membership):
