@@ -22,7 +22,9 @@ its resales have settled, and counts what they delivered. Exactly once: the batc
 are taken ``FOR UPDATE SKIP LOCKED`` and marked ``settled_at`` in the transaction that
 writes the journals (a second runner skips or no longer sees them; a killed runner's
 batch rolls back whole), and ``Settlement`` is keyed by the allocation. Runners take a
-shard's advisory lock as the engine's do, so one runs per shard and others stand by.
+shard's advisory lock as the engine's do, so one runs per shard and others stand by. A pass
+outside any transaction keeps two batches in flight, on two connections: the next is taken
+and read while the one before it is stored (settlement.pipeline).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from functools import partial
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -46,6 +49,7 @@ from exchange.money import cny
 from exchange.runners import ShardLock, cyclic_gc_paused
 from marketplace.services.provenance import provenance_copy, provenance_head_locked, provenance_links
 from settlement.bulk import BulkWriter, copy_text
+from settlement.pipeline import PipelinedPass
 
 log = logging.getLogger("settlement.runner")
 
@@ -105,6 +109,14 @@ class Due:
     instrument: str
     factor: Decimal
     asset_id: int
+
+
+class Reads(NamedTuple):
+    ids: str  # the batch's allocation ids, as a PostgreSQL array
+    delivered_own: dict[int, int]
+    children: dict[int, int]
+    fee_shares: dict[int, int]
+    owners: dict[tuple[int, datetime], list[tuple[int, int]]]
 
 
 @dataclass
@@ -167,6 +179,10 @@ class SettlementRunner(ShardLock):
         total = 0
         self._in_pass = True
         try:
+            if not connection.in_atomic_block:
+                # Two batches at once, on two connections (see settlement.pipeline). Inside the
+                # caller's transaction a second connection would not see what it has written.
+                return PipelinedPass(self, cutoff=cutoff, steps=steps, now=now).run()
             while True:
                 with cyclic_gc_paused(), transaction.atomic():
                     settled = self._settle_batch(cutoff=cutoff, steps=steps, now=now)
@@ -218,11 +234,16 @@ class SettlementRunner(ShardLock):
     # one batch
 
     def _settle_batch(self, *, cutoff: datetime, steps, now: datetime) -> int:
+        due = self._batch_due(cutoff)
+        return self._batch_write(due, self._batch_read(due), steps=steps, now=now) if due else 0
+
+    def _batch_due(self, cutoff: datetime) -> list[Due]:
+        """The next batch's allocations, locked (to the end of the caller's transaction)."""
         with connection.cursor() as cursor:
             cursor.execute(ENDED_SQL, {"cutoff": cutoff, "shards": self.shards, "shard": self.shard})
             ended = {instrument_id: (code, start) for instrument_id, code, start in cursor.fetchall()}
             if not ended:
-                return 0
+                return []
             cursor.execute(DUE_SQL, {"instruments": pg_array(sorted(ended)), "limit": self.batch_size})
             due = [Due(*row[:10], *ended[row[10]][::-1], *row[11:]) for row in cursor.fetchall()]
             if due:
@@ -233,13 +254,20 @@ class SettlementRunner(ShardLock):
                                "AND state = 'open'", [pg_array([d.id for d in due])])
                 disputed = {allocation_id for (allocation_id,) in cursor.fetchall()}
                 due = [d for d in due if d.id not in disputed]
-        if not due:
-            return 0
+        return due
+
+    def _batch_read(self, due: list[Due]) -> Reads:
+        """What settling ``due`` needs that no other settlement batch changes: metering, the
+        resales' deliveries, fee shares, owners (read before the batch before it commits, when
+        pipelined: see settlement.pipeline)."""
         ids = pg_array([d.id for d in due])
-        delivered_own = self._delivered_own(due, ids)
-        children = self._children_delivered(ids)
-        fee_shares = self._fee_shares(due)
-        owners = self._owners(due)
+        return Reads(ids, self._delivered_own(due, ids), self._children_delivered(ids), self._fee_shares(due),
+                     self._owners(due))
+
+    def _batch_write(self, due: list[Due], reads: Reads, *, steps, now: datetime) -> int:
+        """Settle ``due``: read and lock what earlier batches change (debts, the provenance
+        head, accounts), work out and write everything; publish the events after the commit."""
+        ids, delivered_own, children, fee_shares, owners = reads
         sellers = sorted({d.seller_id for d in due})
         debts = self._outstanding_debts(sellers)
         orgs = {d.holder_id for d in due} | set(sellers) | {o for sets in owners.values() for o, _ in sets}
