@@ -109,17 +109,17 @@ class PipelinedPass:
             turn.taken.set()  # the next batch may take its rows now
             reads = runner._batch_read(due)
             self._wait_for(b - 1)
-        elif b == 0:
-            turn.taken.set()
-            return 0
         else:
             # Nothing now, while the batch before may still hold rows (and its resales keep
             # their parents back): once it has ended, with no other batch holding any, look again.
-            self._wait_for(b - 1)
-            due = runner._batch_due(self.cutoff)
-            turn.taken.set()
+            if b > 0:
+                self._wait_for(b - 1)
+                due = runner._batch_due(self.cutoff)
             if not due:
+                self._stop = True  # before the next batch may start: it need not open its connection
+                turn.taken.set()
                 return 0
+            turn.taken.set()
             reads = runner._batch_read(due)
         return runner._batch_write(due, reads, steps=self.steps, now=self.now)
 
