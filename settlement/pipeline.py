@@ -7,8 +7,9 @@ as in a serial pass. What one batch changes that another batch reads — debts, 
 balances, the provenance head, event numbers — is read only once the batch before has
 committed (``SettlementRunner._batch_write``); what no batch changes (the allocations due,
 their metering, the resales' deliveries, fee shares, owners) is read before that, while
-the batch before is still writing, which is what the second backend buys: about a sixth
-of a batch's PostgreSQL time, taken off the one backend that writes.
+the batch before is still writing, and the batch marks its allocations settled then too:
+what the second backend buys is over a third of a batch's PostgreSQL time (21 µs of 57 per
+allocation), taken off the one backend that stores the batch before.
 
 Batch ``b`` takes its rows (``FOR UPDATE SKIP LOCKED``: not those of batch ``b − 1``)
 only after batch ``b − 1`` has taken its own. A batch that finds nothing waits for the
@@ -108,7 +109,12 @@ class PipelinedPass:
         if due:
             turn.taken.set()  # the next batch may take its rows now
             reads = runner._batch_read(due)
+            # Its own rows, which no other batch reads: marked here, off the backend that stores
+            # the batch before.
+            with connection.cursor() as cursor:
+                runner._mark_settled(cursor, reads.ids, self.now)
             self._wait_for(b - 1)
+            return runner._batch_write(due, reads, steps=self.steps, now=self.now, marked=True)
         else:
             # Nothing now, while the batch before may still hold rows (and its resales keep
             # their parents back): once it has ended, with no other batch holding any, look again.

@@ -264,9 +264,14 @@ class SettlementRunner(ShardLock):
         return Reads(ids, self._delivered_own(due, ids), self._children_delivered(ids), self._fee_shares(due),
                      self._owners(due))
 
-    def _batch_write(self, due: list[Due], reads: Reads, *, steps, now: datetime) -> int:
+    @staticmethod
+    def _mark_settled(cursor, ids: str, now: datetime) -> None:
+        cursor.execute("UPDATE exchange_allocation SET settled_at = %s WHERE id = ANY(%s::bigint[])", [now, ids])
+
+    def _batch_write(self, due: list[Due], reads: Reads, *, steps, now: datetime, marked: bool = False) -> int:
         """Settle ``due``: read and lock what earlier batches change (debts, the provenance
-        head, accounts), work out and write everything; publish the events after the commit."""
+        head, accounts), work out and write everything; publish the events after the commit.
+        ``marked``: the allocations are marked settled already, in this transaction."""
         ids, delivered_own, children, fee_shares, owners = reads
         sellers = sorted({d.seller_id for d in due})
         debts = self._outstanding_debts(sellers)
@@ -283,8 +288,8 @@ class SettlementRunner(ShardLock):
         # one chunk while this thread works out the next (see settlement.bulk).
         writer = BulkWriter(connection)
         try:
-            writer.submit(lambda cursor: cursor.execute(
-                "UPDATE exchange_allocation SET settled_at = %s WHERE id = ANY(%s::bigint[])", [now, ids]))
+            if not marked:
+                writer.submit(partial(self._mark_settled, ids=ids, now=now))
             for start in range(0, len(due), CHUNK):
                 marks = (len(batch.journals), len(batch.legs), len(batch.settlements), len(batch.payouts))
                 for d in due[start:start + CHUNK]:
