@@ -125,7 +125,6 @@ def main() -> None:
 
     with Environment("settlement") as env:
         from django.conf import settings
-        from django.db import connection
 
         from bench.lib.allocations import allocations_create, owners_create, windows_end
         from bench.lib.market import market_create
@@ -139,13 +138,11 @@ def main() -> None:
         check_invariants("before settlement")
 
         runner = SettlementRunner(batch_size=args.batch_size)
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_backend_pid()")
-            backend = cursor.fetchone()[0]
         # The whole server's CPU counts everything else it serves too (on a shared server); the
-        # runner's own backend is the part this pass alone caused.
+        # runner's own backends (its two connections: settlement.pipeline) are the part this
+        # pass alone caused.
         meter = CpuMeter({"bench process (Python)": lambda: [os.getpid()], "PostgreSQL": env.postgres_pids,
-                          "of which the runner's backend": lambda: [backend]}).start()
+                          "of which the runner's backends": env.database_backend_pids}).start()
         started = time.perf_counter()
         settled = runner.settle_pass()
         elapsed = time.perf_counter() - started

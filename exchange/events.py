@@ -6,6 +6,8 @@ Every event is a JSON-ready dict with a ``type``. Consumers only relay them.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import threading
 
 from asgiref.sync import async_to_sync
@@ -23,17 +25,28 @@ def publish(group: str, events: dict | list[dict]) -> None:
     async_to_sync(get_channel_layer().group_send)(group, {"type": "relay", "events": events})
 
 
-def publish_many(events_by_group: dict[str, list[dict]]) -> None:
-    """Send to many groups at once (the engine's per-batch fan-out to organisations)."""
+def publish_many(events_by_group: dict[str, list[dict]], *, after: concurrent.futures.Future | None = None,
+                 wait: bool = True) -> concurrent.futures.Future | None:
+    """Send to many groups at once (the engine's per-batch fan-out to organisations).
+
+    ``wait=False`` returns at once with the sending's future; ``after`` (such a future) is
+    finished first, so batches published one after another reach each group in order."""
     if not events_by_group:
-        return
+        return after
     layer = get_channel_layer()
 
     async def send_all():
+        if after is not None:
+            # Its order, not its fate: a failed send was reported to whoever waited for it.
+            await asyncio.wait([asyncio.wrap_future(after)])
         await asyncio.gather(*(layer.group_send(group, {"type": "relay", "events": events})
                                for group, events in events_by_group.items()))
 
-    asyncio.run_coroutine_threadsafe(send_all(), _publisher_loop()).result()
+    future = asyncio.run_coroutine_threadsafe(send_all(), _publisher_loop())
+    if wait:
+        future.result()
+        return None
+    return future
 
 
 _loop: asyncio.AbstractEventLoop | None = None
@@ -55,17 +68,18 @@ def _publisher_loop() -> asyncio.AbstractEventLoop:
         return _loop
 
 
-def private_events_number(events: list[tuple[int, dict]]) -> None:
+def private_events_number(events: list[tuple[int, dict]], *, cursor=None) -> None:
     """Give each organisation's events (``(organisation id, event)``, in order) consecutive
     ``seq`` numbers, kept in the store in the caller's transaction, so a client can tell it
-    missed one. Every writer of private events (the engine, settlement) numbers through here."""
+    missed one. Every writer of private events (the engine, settlement) numbers through here;
+    ``cursor``: one of that transaction's connection, if not this thread's."""
     counts: dict[int, int] = {}
     for org_id, _ in events:
         counts[org_id] = counts.get(org_id, 0) + 1
     if not counts:
         return
     orgs = sorted(counts)
-    with connection.cursor() as cursor:
+    with (connection.cursor() if cursor is None else contextlib.nullcontext(cursor)) as cursor:
         cursor.execute(
             "INSERT INTO exchange_eventsequence AS e (organisation_id, seq) "
             "SELECT * FROM unnest(%s::bigint[], %s::bigint[]) "
@@ -79,12 +93,12 @@ def private_events_number(events: list[tuple[int, dict]]) -> None:
         next_seq[org_id] += 1
 
 
-def private_events_publish(events: list[tuple[int, dict]]) -> None:
-    """One channel-layer message per organisation, all in one event-loop hop."""
+def private_events_publish(events: list[tuple[int, dict]], **options) -> concurrent.futures.Future | None:
+    """One channel-layer message per organisation, all in one event-loop hop (``options``: see ``publish_many``)."""
     by_org: dict[int, list[dict]] = {}
     for org_id, event in events:
         by_org.setdefault(org_id, []).append(event)
-    publish_many({organisation_group(org_id): batch for org_id, batch in by_org.items()})
+    return publish_many({organisation_group(org_id): batch for org_id, batch in by_org.items()}, **options)
 
 
 def private_events_send(events: list[tuple[int, dict]]) -> None:

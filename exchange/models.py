@@ -154,15 +154,24 @@ class Journal(models.Model):
         PAYOUT = "payout", "Payout to owners"
 
     kind = models.CharField(max_length=16, choices=Kind.choices)
+    # Order and allocation are each empty on most journals: indexed where set (below), so a
+    # settlement's journals put no empty order in an index, nor a trade's an empty allocation.
     order = models.ForeignKey("Order", on_delete=models.PROTECT, null=True, blank=True, related_name="+",
-                              db_constraint=False)
+                              db_constraint=False, db_index=False)
     trade = models.ForeignKey("Trade", on_delete=models.PROTECT, null=True, blank=True, related_name="journals",
                               db_constraint=False)
     # Settlement journals name the allocation they settle.
     allocation = models.ForeignKey("Allocation", on_delete=models.PROTECT, null=True, blank=True, related_name="journals",
-                                   db_constraint=False)
+                                   db_constraint=False, db_index=False)
     memo = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["order"], condition=models.Q(order__isnull=False), name="journal_order_idx"),
+            models.Index(fields=["allocation"], condition=models.Q(allocation__isnull=False),
+                         name="journal_allocation_idx"),
+        ]
 
 
 class LedgerLeg(models.Model):
@@ -349,8 +358,9 @@ class Allocation(models.Model):
     listing_period = models.ForeignKey("marketplace.ListingPeriod", on_delete=models.PROTECT, related_name="allocations",
                                        db_constraint=False)
     # A resale passes on part of an earlier allocation; the chain leads back to the listing.
+    # Indexed where set (below): most allocations are no resale.
     source = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="resales",
-                               db_constraint=False)
+                               db_constraint=False, db_index=False)
     scu_h = models.BigIntegerField()
     device_hours = models.DecimalField(max_digits=18, decimal_places=4)
     # SCU·h of this allocation passed on by resale.
@@ -362,6 +372,7 @@ class Allocation(models.Model):
         constraints = [models.CheckConstraint(condition=models.Q(scu_h__gt=0, resold_scu_h__gte=0), name="allocation_positive")]
         indexes = [
             models.Index(fields=["id"], condition=models.Q(settled_at__isnull=True), name="allocation_unsettled_idx"),
+            models.Index(fields=["source"], condition=models.Q(source__isnull=False), name="allocation_resale_idx"),
         ]
 
 

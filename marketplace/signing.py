@@ -20,12 +20,19 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 
+# Values that are already their canonical selves: skipped without a call (a settlement
+# batch's provenance payload is some fifteen thousand integers).
+_PLAIN = frozenset((int, str, type(None)))
+
+
 def jsonable(value):
     """Decimals and times as strings (UTC for datetimes); dicts and lists recursively."""
+    if type(value) in _PLAIN:
+        return value
     if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
+        return {str(k): v if type(v) in _PLAIN else jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
+        return [v if type(v) in _PLAIN else jsonable(v) for v in value]
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, datetime):
@@ -42,10 +49,12 @@ def _no_floats(value) -> None:
         raise TypeError("floats have no canonical form here; pass a Decimal or a string")
     if isinstance(value, dict):
         for item in value.values():
-            _no_floats(item)
+            if type(item) not in _PLAIN:
+                _no_floats(item)
     elif isinstance(value, list):
         for item in value:
-            _no_floats(item)
+            if type(item) not in _PLAIN:
+                _no_floats(item)
 
 
 def canonical_json(value) -> bytes:

@@ -127,10 +127,11 @@ class Settlement(models.Model):
                                       related_name="settlement", db_constraint=False)
     trade = models.ForeignKey("exchange.Trade", on_delete=models.PROTECT, related_name="+", db_constraint=False,
                               db_index=False)
+    # No index of their own: (holder, settled_at) and (seller, settled_at) below serve every lookup.
     holder = models.ForeignKey("accounts.Organisation", on_delete=models.PROTECT, related_name="+",
-                               db_constraint=False)
+                               db_constraint=False, db_index=False)
     seller = models.ForeignKey("accounts.Organisation", on_delete=models.PROTECT, related_name="+",
-                               db_constraint=False)
+                               db_constraint=False, db_index=False)
     price_fen = models.BigIntegerField()
     scu_h = models.BigIntegerField()
     # Delivered counts what the allocation's resales delivered too (measured where delivered).
@@ -165,8 +166,9 @@ class Payout(models.Model):
     """One owner's part of a settlement's proceeds (largest remainder: parts sum exactly)."""
 
     settlement = models.ForeignKey(Settlement, on_delete=models.PROTECT, related_name="payouts", db_constraint=False)
+    # No index of its own: (organisation, settlement) below serves every lookup.
     organisation = models.ForeignKey("accounts.Organisation", on_delete=models.PROTECT, related_name="+",
-                                     db_constraint=False)
+                                     db_constraint=False, db_index=False)
     share_bp = models.PositiveIntegerField()
     amount_fen = models.BigIntegerField()
 

@@ -22,28 +22,34 @@ its resales have settled, and counts what they delivered. Exactly once: the batc
 are taken ``FOR UPDATE SKIP LOCKED`` and marked ``settled_at`` in the transaction that
 writes the journals (a second runner skips or no longer sees them; a killed runner's
 batch rolls back whole), and ``Settlement`` is keyed by the allocation. Runners take a
-shard's advisory lock as the engine's do, so one runs per shard and others stand by.
+shard's advisory lock as the engine's do, so one runs per shard and others stand by. A pass
+outside any transaction keeps two batches in flight, on two connections: the next is taken
+and read while the one before it is stored (settlement.pipeline).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from functools import partial
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from exchange.db import pg_array
-from exchange.events import private_events_send
+from exchange.events import private_events_number, private_events_publish
 from exchange.models import Journal, LedgerAccount
 from exchange.money import cny
 from exchange.runners import ShardLock, cyclic_gc_paused
+from marketplace.services.provenance import provenance_copy, provenance_head_locked, provenance_links
 from settlement.bulk import BulkWriter, copy_text
+from settlement.pipeline import PipelinedPass
 
 log = logging.getLogger("settlement.runner")
 
@@ -105,6 +111,14 @@ class Due:
     asset_id: int
 
 
+class Reads(NamedTuple):
+    ids: str  # the batch's allocation ids, as a PostgreSQL array
+    delivered_own: dict[int, int]
+    children: dict[int, int]
+    fee_shares: dict[int, int]
+    owners: dict[tuple[int, datetime], list[tuple[int, int]]]
+
+
 @dataclass
 class Batch:
     """Everything a batch writes, gathered before any of it is written."""
@@ -152,6 +166,8 @@ class SettlementRunner(ShardLock):
         if self.batch_size < 1:
             raise ValueError(f"the batch size must be at least 1 (got {self.batch_size}; see SETTLEMENT_BATCH_SIZE)")
         self._sequences: dict[str, str] = {}
+        self._published: Future | None = None  # the last batch's events on their way
+        self._in_pass = False
 
     # passes
 
@@ -161,12 +177,39 @@ class SettlementRunner(ShardLock):
         cutoff = now if skip_dispute_window else now - timedelta(seconds=settings.DISPUTE_WINDOW_SECONDS)
         steps = self._sla_steps()
         total = 0
-        while True:
-            with cyclic_gc_paused(), transaction.atomic():
-                settled = self._settle_batch(cutoff=cutoff, steps=steps, now=now)
-            total += settled
-            if settled == 0:
-                return total
+        self._in_pass = True
+        try:
+            if not connection.in_atomic_block:
+                # Two batches at once, on two connections (see settlement.pipeline). Inside the
+                # caller's transaction a second connection would not see what it has written.
+                return PipelinedPass(self, cutoff=cutoff, steps=steps, now=now).run()
+            while True:
+                with cyclic_gc_paused(), transaction.atomic():
+                    settled = self._settle_batch(cutoff=cutoff, steps=steps, now=now)
+                total += settled
+                if settled == 0:
+                    return total
+        finally:
+            self._in_pass = False
+            self._published_wait()
+
+    def _publish(self, events: list[tuple[int, dict]]) -> None:
+        """After a batch's commit: its events to the channel layer, each batch's after the one
+        before; during a pass without waiting for them (the next batch goes on meanwhile). A
+        commit after the pass (the caller's transaction) sends them before it returns."""
+        try:
+            self._published = private_events_publish(events, after=self._published, wait=not self._in_pass)
+        except Exception:  # as on_commit(robust=True): the batch is committed whatever happens here
+            log.exception("publishing a settlement batch's events failed")
+
+    def _published_wait(self) -> None:
+        """Until every committed batch's events are sent (a pass returns once they are)."""
+        published, self._published = self._published, None
+        if published is not None:
+            try:
+                published.result()
+            except Exception:
+                log.exception("publishing a settlement batch's events failed")
 
     def run(self, *, stop=lambda: False, interval: float | None = None) -> None:
         interval = settings.SETTLEMENT_INTERVAL_SECONDS if interval is None else interval
@@ -191,11 +234,16 @@ class SettlementRunner(ShardLock):
     # one batch
 
     def _settle_batch(self, *, cutoff: datetime, steps, now: datetime) -> int:
+        due = self._batch_due(cutoff)
+        return self._batch_write(due, self._batch_read(due), steps=steps, now=now) if due else 0
+
+    def _batch_due(self, cutoff: datetime) -> list[Due]:
+        """The next batch's allocations, locked (to the end of the caller's transaction)."""
         with connection.cursor() as cursor:
             cursor.execute(ENDED_SQL, {"cutoff": cutoff, "shards": self.shards, "shard": self.shard})
             ended = {instrument_id: (code, start) for instrument_id, code, start in cursor.fetchall()}
             if not ended:
-                return 0
+                return []
             cursor.execute(DUE_SQL, {"instruments": pg_array(sorted(ended)), "limit": self.batch_size})
             due = [Due(*row[:10], *ended[row[10]][::-1], *row[11:]) for row in cursor.fetchall()]
             if due:
@@ -206,26 +254,42 @@ class SettlementRunner(ShardLock):
                                "AND state = 'open'", [pg_array([d.id for d in due])])
                 disputed = {allocation_id for (allocation_id,) in cursor.fetchall()}
                 due = [d for d in due if d.id not in disputed]
-        if not due:
-            return 0
+        return due
+
+    def _batch_read(self, due: list[Due]) -> Reads:
+        """What settling ``due`` needs that no other settlement batch changes: metering, the
+        resales' deliveries, fee shares, owners (read before the batch before it commits, when
+        pipelined: see settlement.pipeline)."""
         ids = pg_array([d.id for d in due])
-        delivered_own = self._delivered_own(due, ids)
-        children = self._children_delivered(ids)
-        fee_shares = self._fee_shares(due)
-        owners = self._owners(due)
+        return Reads(ids, self._delivered_own(due, ids), self._children_delivered(ids), self._fee_shares(due),
+                     self._owners(due))
+
+    @staticmethod
+    def _mark_settled(cursor, ids: str, now: datetime) -> None:
+        cursor.execute("UPDATE exchange_allocation SET settled_at = %s WHERE id = ANY(%s::bigint[])", [now, ids])
+
+    def _batch_write(self, due: list[Due], reads: Reads, *, steps, now: datetime, marked: bool = False) -> int:
+        """Settle ``due``: read and lock what earlier batches change (debts, the provenance
+        head, accounts), work out and write everything; publish the events after the commit.
+        ``marked``: the allocations are marked settled already, in this transaction."""
+        ids, delivered_own, children, fee_shares, owners = reads
         sellers = sorted({d.seller_id for d in due})
         debts = self._outstanding_debts(sellers)
         orgs = {d.holder_id for d in due} | set(sellers) | {o for sets in owners.values() for o, _ in sets}
         orgs |= {creditor for rows in debts.values() for _, creditor, _ in rows if creditor}
-        self._lock_provenance_head()
+        # The provenance chain's head, locked (to the commit) before the accounts as the engine
+        # takes them: it appends a batch's sales before it locks its accounts, so a runner holding
+        # accounts while it waited for the head deadlocked with an engine batch of the same organisations.
+        head = provenance_head_locked()
         accounts, balances = self._lock_accounts(sorted(orgs))
         batch = Batch()
         stamp = now.isoformat()
-        # PostgreSQL stores one chunk while this thread works out the next (see settlement.bulk).
+        # From here every statement goes to the writer thread, in order, and PostgreSQL stores
+        # one chunk while this thread works out the next (see settlement.bulk).
         writer = BulkWriter(connection)
         try:
-            writer.submit(lambda cursor: cursor.execute(
-                "UPDATE exchange_allocation SET settled_at = %s WHERE id = ANY(%s::bigint[])", [now, ids]))
+            if not marked:
+                writer.submit(partial(self._mark_settled, ids=ids, now=now))
             for start in range(0, len(due), CHUNK):
                 marks = (len(batch.journals), len(batch.legs), len(batch.settlements), len(batch.payouts))
                 for d in due[start:start + CHUNK]:
@@ -235,9 +299,11 @@ class SettlementRunner(ShardLock):
                                       legs=batch.legs[marks[1]:], first=marks[0],
                                       settlements=batch.settlements[marks[2]:], payouts=batch.payouts[marks[3]:],
                                       stamp=stamp))
+            self._write(batch, stamp, head, writer)
         finally:
             writer.join()
-        self._write(batch, stamp)
+        events = batch.events
+        transaction.on_commit(lambda: self._publish(events))
         return len(due)
 
     @staticmethod
@@ -324,17 +390,6 @@ class SettlementRunner(ShardLock):
             for debt_id, debtor, creditor, outstanding in cursor.fetchall():
                 out.setdefault(debtor, []).append([debt_id, creditor, outstanding])
         return out
-
-    @staticmethod
-    def _lock_provenance_head() -> None:
-        """The provenance chain's head (which ``_write`` appends to), taken before the accounts
-        as the engine takes them: it appends a batch's sales before it locks its accounts, so
-        a runner holding accounts while it waits for the head deadlocked with an engine batch
-        of the same organisations. Held to the commit, as every append holds it."""
-        from marketplace.services.provenance import PROVENANCE_LOCK
-
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [PROVENANCE_LOCK])
 
     KINDS = (K.AVAILABLE, K.ESCROW, K.PAYABLE, K.DEBT, K.RECEIVABLE)
 
@@ -483,40 +538,54 @@ class SettlementRunner(ShardLock):
             copy_text(cursor, "COPY settlement_payout (settlement_id, organisation_id, share_bp, amount_fen) FROM STDIN",
                   [f"{allocation_id}\t{org}\t{bp}\t{fen}\n" for allocation_id, org, bp, fen in payouts])
 
-    def _write(self, batch: Batch, stamp: str) -> None:
-        """What the batch writes once its chunks are stored: debts, balances, provenance, events."""
-        from marketplace.services import provenance_append_many
-
+    def _write(self, batch: Batch, stamp: str, head: tuple[int, str], writer: BulkWriter) -> None:
+        """What the batch writes once its chunks are: debts, balances, provenance, event numbers.
+        Worked out here while the writer stores the chunks; the statements go after them."""
         deltas: dict[int, int] = {}
         for _, account, amount in batch.legs:
             deltas[account] = deltas.get(account, 0) + amount
-        with connection.cursor() as cursor:
-            if batch.debts:
-                # New debts were keyed -1, -2, … while the batch was worked out (the connection was
-                # the writer thread's); their ids are drawn now, before anything refers to them.
-                new_ids = dict(zip([key for key, *_ in batch.debts],
-                                   self._next_ids(cursor, "settlement_debt", len(batch.debts))))
-                copy_text(cursor, "COPY settlement_debt (id, debtor_id, creditor_id, settlement_id, amount_fen, "
-                                  "repaid_fen, created_at) FROM STDIN",
-                          [f"{new_ids[key]}\t{debtor}\t{NULL if creditor is None else creditor}\t{allocation_id}\t"
-                           f"{amount}\t0\t{stamp}\n" for key, debtor, creditor, allocation_id, amount in batch.debts])
-                batch.repaid = {new_ids.get(key, key): fen for key, fen in batch.repaid.items()}
-                for _, event in batch.events:
-                    if event["type"] == "debt.repaid" and event["debt_id"] < 0:
-                        event["debt_id"] = new_ids[event["debt_id"]]
-            if batch.repaid:
-                debt_ids = sorted(batch.repaid)
-                cursor.execute("UPDATE settlement_debt d SET repaid_fen = d.repaid_fen + r.fen "
-                               "FROM unnest(%s::bigint[], %s::bigint[]) AS r(id, fen) WHERE d.id = r.id",
-                               [pg_array(debt_ids), pg_array([batch.repaid[i] for i in debt_ids])])
-            if deltas:
-                ids = sorted(deltas)
-                cursor.execute("UPDATE exchange_ledgeraccount a SET balance = a.balance + d.delta "
-                               "FROM unnest(%s::bigint[], %s::bigint[]) AS d(id, delta) WHERE a.id = d.id",
-                               [pg_array(ids), pg_array([deltas[i] for i in ids])])
-        provenance_append_many(events=[(asset_id, "capacity_settled", {"allocations": rows}, None)
-                                       for asset_id, rows in sorted(batch.settled_by_asset.items())])
-        private_events_send(batch.events)
+        if batch.debts:
+            writer.submit(partial(self._write_debts, batch=batch, stamp=stamp))
+        if batch.debts or batch.repaid:
+            writer.submit(partial(self._write_repaid, batch=batch))
+        if deltas:
+            ids = sorted(deltas)
+            writer.submit(lambda cursor: cursor.execute(
+                "UPDATE exchange_ledgeraccount a SET balance = a.balance + d.delta "
+                "FROM unnest(%s::bigint[], %s::bigint[]) AS d(id, delta) WHERE a.id = d.id",
+                [pg_array(ids), pg_array([deltas[i] for i in ids])]))
+        links = provenance_links([(asset_id, "capacity_settled", {"allocations": rows}, None)
+                                  for asset_id, rows in sorted(batch.settled_by_asset.items())],
+                                 head=head, recorded_at=timezone.now())
+        if links:
+            writer.submit(partial(provenance_copy, links=links))
+        if batch.events:
+            writer.submit(partial(self._number_events, events=batch.events))
+
+    @staticmethod
+    def _number_events(cursor, *, events) -> None:
+        private_events_number(events, cursor=cursor)
+
+    def _write_debts(self, cursor, *, batch: Batch, stamp: str) -> None:
+        """New debts were keyed -1, -2, … while the batch was worked out; their ids are drawn
+        now, before anything refers to them (the repayments, the events)."""
+        new_ids = dict(zip([key for key, *_ in batch.debts], self._next_ids(cursor, "settlement_debt", len(batch.debts))))
+        copy_text(cursor, "COPY settlement_debt (id, debtor_id, creditor_id, settlement_id, amount_fen, "
+                          "repaid_fen, created_at) FROM STDIN",
+                  [f"{new_ids[key]}\t{debtor}\t{NULL if creditor is None else creditor}\t{allocation_id}\t"
+                   f"{amount}\t0\t{stamp}\n" for key, debtor, creditor, allocation_id, amount in batch.debts])
+        batch.repaid = {new_ids.get(key, key): fen for key, fen in batch.repaid.items()}
+        for _, event in batch.events:
+            if event["type"] == "debt.repaid" and event["debt_id"] < 0:
+                event["debt_id"] = new_ids[event["debt_id"]]
+
+    @staticmethod
+    def _write_repaid(cursor, *, batch: Batch) -> None:
+        if batch.repaid:
+            debt_ids = sorted(batch.repaid)
+            cursor.execute("UPDATE settlement_debt d SET repaid_fen = d.repaid_fen + r.fen "
+                           "FROM unnest(%s::bigint[], %s::bigint[]) AS r(id, fen) WHERE d.id = r.id",
+                           [pg_array(debt_ids), pg_array([batch.repaid[i] for i in debt_ids])])
 
 
 def settle(*, now: datetime | None = None, skip_dispute_window: bool = False) -> int:

@@ -24,6 +24,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -102,28 +103,44 @@ def cpu_seconds(pids) -> float:
 class CpuMeter:
     """CPU seconds used by named groups of processes between ``start()`` and ``stop()``.
 
-    Groups are callables returning pids (re-evaluated at both ends: PostgreSQL backends
-    come and go); a process that exits in between is undercounted.
+    Groups are callables returning pids, evaluated at both ends and every ``every`` seconds
+    between (PostgreSQL backends come and go): a process that starts in between counts from
+    its start, one that exits in between up to the last look at it.
     """
 
-    def __init__(self, groups: dict):
-        self.groups = groups
+    def __init__(self, groups: dict, *, every: float = 0.25):
+        self.groups, self.every = groups, every
+        self._stopping = threading.Event()
 
     def start(self):
         self._t0 = time.monotonic()
         self._before = {name: {pid: (_stat(pid) or (0, 0.0))[1] for pid in fn()} for name, fn in self.groups.items()}
+        self._last = {name: dict(pids) for name, pids in self._before.items()}
+        self._sampler = threading.Thread(target=self._sample_until_stopped, name="cpu-meter", daemon=True)
+        self._sampler.start()
         return self
 
-    def stop(self) -> dict[str, float]:
-        wall = time.monotonic() - self._t0
-        out = {"wall": wall}
+    def _sample(self) -> None:
         for name, fn in self.groups.items():
-            used = 0.0
+            last = self._last[name]
             for pid in fn():
                 st = _stat(pid)
                 if st:
-                    used += st[1] - self._before[name].get(pid, 0.0)
-            out[name] = used
+                    last[pid] = st[1]
+
+    def _sample_until_stopped(self) -> None:
+        while not self._stopping.wait(self.every):
+            self._sample()
+
+    def stop(self) -> dict[str, float]:
+        wall = time.monotonic() - self._t0
+        self._stopping.set()
+        self._sampler.join()
+        self._sample()
+        out = {"wall": wall}
+        for name, last in self._last.items():
+            before = self._before[name]
+            out[name] = sum(seconds - before.get(pid, 0.0) for pid, seconds in last.items())
         return out
 
 
@@ -304,6 +321,19 @@ class Environment:
         if self.postmaster_pid is None:
             return []
         return process_tree(self.postmaster_pid)
+
+    def database_backend_pids(self) -> list[int]:
+        """The PostgreSQL backends connected to this benchmark's database (by their process title)."""
+        title = f" {self.db_name} ".encode()
+        out = []
+        for pid in self.postgres_pids():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                    if title in fh.read():
+                        out.append(pid)
+            except OSError:
+                pass
+        return out
 
     @staticmethod
     def _healthy(port: int) -> bool:

@@ -37,12 +37,26 @@ def provenance_append_many(*, events: list[tuple[int | None, str, dict, int | No
     with transaction.atomic():
         links = _next_links(events)
         with connection.cursor() as cursor:
-            with cursor.copy("COPY marketplace_provenanceevent (seq, kind, asset_id, device_type_id, payload, "
-                             "recorded_at, prev_hash, hash) FROM STDIN") as copy:
-                for link in links:
-                    copy.write_row((link["seq"], link["kind"], link["asset_id"], link["device_type_id"],
-                                    json.dumps(link["payload"], separators=(",", ":")), link["recorded_at"],
-                                    link["prev_hash"], link["hash"]))
+            provenance_copy(cursor, links)
+
+
+def provenance_copy(cursor, links: list[dict]) -> None:
+    """COPY the links ``provenance_links`` made, on ``cursor`` (in the transaction that holds the lock)."""
+    with cursor.copy("COPY marketplace_provenanceevent (seq, kind, asset_id, device_type_id, payload, "
+                     "recorded_at, prev_hash, hash) FROM STDIN") as copy:
+        for link in links:
+            copy.write_row((link["seq"], link["kind"], link["asset_id"], link["device_type_id"],
+                            json.dumps(link["payload"], separators=(",", ":")), link["recorded_at"],
+                            link["prev_hash"], link["hash"]))
+
+
+def provenance_head_locked() -> tuple[int, str]:
+    """Take the chain's lock (to the end of the caller's transaction) and read its head:
+    (the next link's seq, the hash it follows)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [PROVENANCE_LOCK])
+    head = ProvenanceEvent.objects.order_by("-seq").values_list("seq", "hash").first()
+    return (head[0] + 1, head[1]) if head else (1, ZERO_HASH)
 
 
 def _next_links(events: list[tuple[int | None, str, dict, int | None]]) -> list[dict]:
@@ -50,13 +64,17 @@ def _next_links(events: list[tuple[int | None, str, dict, int | None]]) -> list[
     for _, kind, _, _ in events:
         if kind not in ProvenanceEvent.Kind.values:
             raise ValueError(f"unknown provenance event kind {kind!r}")
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [PROVENANCE_LOCK])
-    head = ProvenanceEvent.objects.order_by("-seq").values_list("seq", "hash").first()
-    seq, prev_hash = (head[0] + 1, head[1]) if head else (1, ZERO_HASH)
-    recorded_at = timezone.now()
+    return provenance_links(events, head=provenance_head_locked(), recorded_at=timezone.now())
+
+
+def provenance_links(events: list[tuple[int | None, str, dict, int | None]], *, head: tuple[int, str],
+                     recorded_at) -> list[dict]:
+    """The links that follow ``head`` (from ``provenance_head_locked``, lock still held), one per event."""
+    seq, prev_hash = head
     links = []
     for asset_id, kind, payload, device_type_id in events:
+        if kind not in ProvenanceEvent.Kind.values:
+            raise ValueError(f"unknown provenance event kind {kind!r}")
         payload = jsonable(payload)
         event_hash = provenance_hash(seq=seq, kind=kind, asset_id=asset_id, device_type_id=device_type_id,
                                      payload=payload, recorded_at=recorded_at, prev_hash=prev_hash)

@@ -217,3 +217,33 @@ def test_a_runner_killed_mid_pass_and_started_again_settles_nothing_twice(market
     assert f"Settled {len(ids) - untouched} allocation(s)." in again.stdout
     assert_each_settled_once(ids)
     assert "Settled 0 allocation(s)." in manage("settle", "--now").stdout
+
+
+def test_a_pass_runs_batches_on_two_connections_and_a_failed_batch_rolls_back_with_the_next(market, monkeypatch):
+    """A pass outside any transaction takes the next batch on a second connection while the one
+    before it writes (settlement.pipeline): one that fails rolls back whole, so does the batch
+    after it, the pass raises, and the next pass settles what is left, each allocation once."""
+    ids = many_allocations(market, 40)
+    now = market.after_disputes
+    batch_write = SettlementRunner._batch_write
+    backends, batches = set(), []
+
+    def third_fails(self, due, reads, **kwargs):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            backends.add(cursor.fetchone()[0])
+        batches.append(len(due))
+        if len(batches) == 3:
+            raise RuntimeError("the third batch fails")
+        return batch_write(self, due, reads, **kwargs)
+
+    monkeypatch.setattr(SettlementRunner, "_batch_write", third_fails)
+    with pytest.raises(RuntimeError, match="the third batch fails"):
+        SettlementRunner(batch_size=5).settle_pass(now=now)
+    assert len(backends) == 2  # the batches alternate between two connections
+    settled = set(Settlement.objects.values_list("allocation_id", flat=True))
+    assert len(settled) == 10  # the two batches before it committed
+    assert_each_settled_once(sorted(settled))  # nothing half written; check_ledger's invariants hold
+    monkeypatch.setattr(SettlementRunner, "_batch_write", batch_write)
+    assert SettlementRunner(batch_size=5).settle_pass(now=now) == 40 - len(settled)
+    assert_each_settled_once(ids)
