@@ -77,6 +77,7 @@ class FundsRequestCancelApi(APIView):
     permission_classes = [ScopedPermission]
 
     @extend_schema(tags=TAG, request=None, responses=FundsRequestOut, summary="Cancel your pending request")
+    @idempotent()
     def post(self, request, request_id: int):
         return Response(_out(funds.funds_request_cancel(actor=request_actor(request), request_id=request_id)))
 
@@ -91,6 +92,7 @@ class FundsRequestCompleteApi(APIView):
 
     @extend_schema(tags=TAG, request=NoteIn, responses=FundsRequestOut,
                    summary="The money has moved: record the deposit or withdrawal (the operator's treasury)")
+    @idempotent()
     def post(self, request, request_id: int):
         note = _body(request).get("note", "")
         return Response(_out(funds.funds_request_complete(actor=request_actor(request), request_id=request_id,
@@ -103,6 +105,7 @@ class FundsRequestRefuseApi(APIView):
 
     @extend_schema(tags=TAG, request=NoteIn, responses=FundsRequestOut,
                    summary="Refuse a pending request, saying why (the operator's treasury)")
+    @idempotent()
     def post(self, request, request_id: int):
         note = _body(request).get("note", "")
         return Response(_out(funds.funds_request_refuse(actor=request_actor(request), request_id=request_id,

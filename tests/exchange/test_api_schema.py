@@ -72,6 +72,8 @@ def objects(instrument, listing, asset, device_type, funded_buyer, provider):
         "/api/v1/supervision/replay/{code}/": instrument.code,
         "/api/v1/supervision/provenance/assets/{asset_id}/": asset.id,
         "/api/v1/supervision/alerts/{alert_id}/": _alert().id, "/api/v1/supervision/rules/{code}/": "spoofing",
+        "/api/v1/funds/requests/{request_id}/": client.post("/api/v1/funds/requests/", {
+            "direction": "deposit", "amount": "10.00"}, format="json").json()["id"],
     }
 
 

@@ -164,3 +164,11 @@ def test_each_change_reaches_the_private_stream(member, treasury, buyer, django_
         treasury.post(f"{URL}{asked['id']}/complete/", {}, format="json")
     assert len(callbacks) == 2
     assert EventSequence.objects.get(organisation=buyer.organisation).seq == 2
+
+
+def test_a_repeated_completion_with_its_key_replays_and_credits_once(member, treasury, buyer):
+    asked = member.post(URL, {"direction": "deposit", "amount": "10.00"}, format="json").data
+    first = treasury.post(f"{URL}{asked['id']}/complete/", {}, format="json", HTTP_IDEMPOTENCY_KEY="complete-1")
+    second = treasury.post(f"{URL}{asked['id']}/complete/", {}, format="json", HTTP_IDEMPOTENCY_KEY="complete-1")
+    assert (first.status_code, second.status_code) == (200, 200) and second["Idempotent-Replay"] == "true"
+    assert available(buyer) == 1_000 and balanced()
