@@ -126,3 +126,33 @@ def test_an_order_for_an_instrument_that_does_not_exist_is_refused_and_its_neigh
     assert not Order.objects.filter(client_order_id__startswith="ghost").exists()
     assert Order.objects.count() == InboxCommand.objects.count() == 3
     assert ledger.ledger_check() == [] and sum(LedgerAccount.objects.values_list("balance", flat=True)) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_an_order_alone_is_written_at_once_and_under_load_the_next_batch_gathers_first(monkeypatch, asgi_closed):
+    instrument, requests = await sync_to_async(market)(13)
+    batcher = fastpath.GroupCommitBatcher(conninfo())
+    statements, pauses, late = [], [], []
+    original = fastpath.place_params
+
+    def place_params(batch):
+        statements.append(len(batch))
+        if len(statements) == 2:  # while the burst is written, three more orders arrive
+            late.extend(asyncio.get_running_loop().create_task(batcher.submit([r])) for r in requests[10:])
+        return original(batch)
+
+    async def pause():
+        pauses.append(len(batcher._queue))
+
+    monkeypatch.setattr(fastpath, "place_params", place_params)
+    monkeypatch.setattr(batcher, "_pause", pause)
+    try:
+        (alone,) = await batcher.submit([requests[0]])
+        assert (statements, pauses) == ([1], [])  # no waiting for company
+        burst = await asyncio.gather(*(batcher.submit([r]) for r in requests[1:10]))
+        rest = await asyncio.gather(*late)
+    finally:
+        await batcher.aclose()
+    assert statements == [1, fastpath.BUSY + 1, 3] and pauses == [3]
+    assert all(result.code == "accepted" for (result,) in [(alone,), *burst, *rest])
