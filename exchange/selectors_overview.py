@@ -7,12 +7,14 @@ instruments (ranked in SQL), one query for the trades of the rows shown, one for
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
+from urllib.parse import quote
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.db import connection
 from django.db.models import Case, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum, Value, When
 from django.db.models.functions import Coalesce
+from django.urls import reverse
 from django.utils import timezone
 
 from exchange.models import Instrument, Trade
@@ -53,6 +55,10 @@ class MarketRow:
     # The price 24 h ago (the last trade before the window; else the window's first trade),
     # then the close of each hour of the window that had trades. Integer fen.
     prices: list[int] = field(default_factory=list)
+    # Written once here rather than by template tags per row: the page's largest cost was
+    # forty rows of {% url %} and four date filters each.
+    url: str = ""
+    delivery: str = ""
 
     @property
     def change_fen(self) -> int | None:
@@ -138,7 +144,18 @@ def market_rows(instruments, *, now: datetime | None = None) -> list[MarketRow]:
             if not series:
                 series.append(first_price)
             series.append(last_price)
-    return [MarketRow(instrument=i, volume_24h=i.volume_24h, prices=prices[i.id]) for i in instruments]
+    detail = reverse("market-detail", args=["CODE"])
+    return [MarketRow(instrument=i, volume_24h=i.volume_24h, prices=prices[i.id],
+                      url=detail.replace("CODE", quote(i.code, safe="")), delivery=delivery_label(i))
+            for i in instruments]
+
+
+def delivery_label(instrument: Instrument) -> str:
+    """``2026-12-10`` for a whole China-time day, ``2026-12-10 14:05–14:10`` for a shorter window."""
+    start, end = timezone.localtime(instrument.delivery_start), timezone.localtime(instrument.delivery_end)
+    if start.time() == end.time() == time(0):
+        return f"{start:%Y-%m-%d}"
+    return f"{start:%Y-%m-%d %H:%M}–{end:%H:%M}"
 
 
 def capacity_totals(*, now: datetime | None = None) -> dict[str, int]:

@@ -160,3 +160,18 @@ def test_the_overview_runs_a_fixed_number_of_queries(client, buyer, url, expecte
 def test_the_overview_speaks_chinese(client, four):
     html = client.get("/", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
     assert "当前行情" in html and "24 小时涨跌" in html and "今日起挂牌的算力" in html
+
+
+def test_the_delivery_column_reads_a_day_or_a_window_in_china_time():
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from exchange.models import Instrument
+    from exchange.selectors_overview import delivery_label
+
+    china = ZoneInfo("Asia/Shanghai")
+    day = Instrument(delivery_start=datetime(2026, 12, 10, tzinfo=china), delivery_end=datetime(2026, 12, 11, tzinfo=china))
+    short = Instrument(delivery_start=datetime(2026, 12, 10, 14, 5, tzinfo=china),
+                       delivery_end=datetime(2026, 12, 10, 14, 5, tzinfo=china) + timedelta(minutes=5))
+    assert delivery_label(day) == "2026-12-10"
+    assert delivery_label(short) == "2026-12-10 14:05–14:10"
