@@ -16,7 +16,7 @@ from accounts.authentication import ScopedPermission, request_actor
 from exchange import ledger, market_data, selectors, services
 from exchange.errors import AppError
 from exchange.idempotency import idempotent
-from exchange.models import Allocation, Instrument, Order, Trade
+from exchange.models import Allocation, FundsRequest, Instrument, Order, Trade
 from exchange.money import cny, fen_from_cny
 
 
@@ -354,7 +354,7 @@ class FundsApi(APIView):
 
     class FundsIn(serializers.Serializer):
         organisation_id = serializers.IntegerField()
-        direction = serializers.ChoiceField(choices=["deposit", "withdrawal"])
+        direction = serializers.ChoiceField(choices=FundsRequest.Direction.choices)
         amount = Money()
         memo = serializers.CharField(required=False, allow_blank=True, max_length=200)
 

@@ -82,7 +82,7 @@ class FundsRequestCancelApi(APIView):
         return Response(_out(funds.funds_request_cancel(actor=request_actor(request), request_id=request_id)))
 
 
-class NoteIn(serializers.Serializer):
+class FundsNoteIn(serializers.Serializer):
     note = serializers.CharField(required=False, allow_blank=True, max_length=500)
 
 
@@ -90,7 +90,7 @@ class FundsRequestCompleteApi(APIView):
     permission_classes = [ScopedPermission]
     write_scope = "funds"
 
-    @extend_schema(tags=TAG, request=NoteIn, responses=FundsRequestOut,
+    @extend_schema(tags=TAG, request=FundsNoteIn, responses=FundsRequestOut,
                    summary="The money has moved: record the deposit or withdrawal (the operator's treasury)")
     @idempotent()
     def post(self, request, request_id: int):
@@ -103,7 +103,7 @@ class FundsRequestRefuseApi(APIView):
     permission_classes = [ScopedPermission]
     write_scope = "funds"
 
-    @extend_schema(tags=TAG, request=NoteIn, responses=FundsRequestOut,
+    @extend_schema(tags=TAG, request=FundsNoteIn, responses=FundsRequestOut,
                    summary="Refuse a pending request, saying why (the operator's treasury)")
     @idempotent()
     def post(self, request, request_id: int):

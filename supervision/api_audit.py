@@ -152,7 +152,7 @@ class AuditCsvApi(ConsoleApi):
 # --------------------------------------------------------------------------- replay
 
 
-class FillOut(serializers.Serializer):
+class ReplayFillOut(serializers.Serializer):
     seq = serializers.IntegerField(help_text="The inbox command that made it.")
     match_index = serializers.IntegerField()
     price = Money(source="price_fen")
@@ -165,8 +165,8 @@ class FillOut(serializers.Serializer):
 class DifferenceOut(serializers.Serializer):
     seq = serializers.IntegerField(help_text="The inbox command where replay and store first disagree.")
     fields = serializers.ListField(child=serializers.ChoiceField(choices=TRADE_FIELDS))
-    expected = FillOut(allow_null=True, help_text="The stored fill; null if the replay made one the store lacks.")
-    got = FillOut(allow_null=True, help_text="The replayed fill; null if the replay did not make the stored one.")
+    expected = ReplayFillOut(allow_null=True, help_text="The stored fill; null if the replay made one the store lacks.")
+    got = ReplayFillOut(allow_null=True, help_text="The replayed fill; null if the replay did not make the stored one.")
 
 
 class ReplayOut(serializers.Serializer):

@@ -31,7 +31,7 @@ def input_of(serializer_class, request) -> dict:
     return data.validated_data
 
 
-class OrganisationRef(serializers.Serializer):
+class AlertOrganisationOut(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
 
@@ -57,7 +57,7 @@ class AlertOut(serializers.Serializer):
     def get_summary(self, alert) -> str:
         return selectors.alert_summary(alert)
 
-    @extend_schema_field(OrganisationRef(many=True))
+    @extend_schema_field(AlertOrganisationOut(many=True))
     def get_organisations(self, alert):
         names = self.context.get("names") or selectors.organisation_names([alert])
         return [{"id": org, "name": names.get(org, "")} for org in alert.organisation_ids]
