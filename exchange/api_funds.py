@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import serializers, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
@@ -86,27 +86,28 @@ class FundsNoteIn(serializers.Serializer):
     note = serializers.CharField(required=False, allow_blank=True, max_length=500)
 
 
-class FundsRequestCompleteApi(APIView):
+class _TreasuryDecisionApi(APIView):
+    """A decision of the operator's treasury on a pending request, with an optional note."""
+
     permission_classes = [ScopedPermission]
     write_scope = "funds"
+    decide = None  # funds.funds_request_complete or funds.funds_request_refuse
 
-    @extend_schema(tags=TAG, request=FundsNoteIn, responses=FundsRequestOut,
-                   summary="The money has moved: record the deposit or withdrawal (the operator's treasury)")
     @idempotent()
     def post(self, request, request_id: int):
         note = _body(request).get("note", "")
-        return Response(_out(funds.funds_request_complete(actor=request_actor(request), request_id=request_id,
-                                                          note=note)))
+        return Response(_out(type(self).decide(actor=request_actor(request), request_id=request_id, note=note)))
 
 
-class FundsRequestRefuseApi(APIView):
-    permission_classes = [ScopedPermission]
-    write_scope = "funds"
+@extend_schema_view(post=extend_schema(
+    tags=TAG, request=FundsNoteIn, responses=FundsRequestOut,
+    summary="The money has moved: record the deposit or withdrawal (the operator's treasury)"))
+class FundsRequestCompleteApi(_TreasuryDecisionApi):
+    decide = staticmethod(funds.funds_request_complete)
 
-    @extend_schema(tags=TAG, request=FundsNoteIn, responses=FundsRequestOut,
-                   summary="Refuse a pending request, saying why (the operator's treasury)")
-    @idempotent()
-    def post(self, request, request_id: int):
-        note = _body(request).get("note", "")
-        return Response(_out(funds.funds_request_refuse(actor=request_actor(request), request_id=request_id,
-                                                        note=note)))
+
+@extend_schema_view(post=extend_schema(
+    tags=TAG, request=FundsNoteIn, responses=FundsRequestOut,
+    summary="Refuse a pending request, saying why (the operator's treasury)"))
+class FundsRequestRefuseApi(_TreasuryDecisionApi):
+    decide = staticmethod(funds.funds_request_refuse)

@@ -1,5 +1,7 @@
 """A real exchange for the browser: web server and engine processes on the test database."""
 
+import contextlib
+import os
 import re
 import shutil
 from pathlib import Path
@@ -24,37 +26,50 @@ def live_exchange(transactional_db):
 
 
 
-@pytest.fixture
-def browser_page(monkeypatch):
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+@contextlib.contextmanager
+def chromium_launched():
+    """Debian's Chromium under Playwright, for one test or a whole module.
+
+    Playwright's sync API keeps an event loop running in this thread; the test's own ORM
+    calls are still plain synchronous calls, so Django is told they are allowed meanwhile.
+    """
     from playwright.sync_api import sync_playwright
 
-    # Playwright's sync API keeps an event loop running in this thread; the test's own ORM
-    # calls are still plain synchronous calls.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    before = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            yield browser
+            browser.close()
+    finally:
+        if before is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = before
+        # ORM calls made while Playwright's loop ran got their own connection; close it here.
+        from django.db import connections
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run"],
-        )
+        connections.close_all()
+
+
+@pytest.fixture
+def browser_page():
+    with chromium_launched() as browser:
         page = browser.new_page(viewport={"width": 1300, "height": 900})
         errors = []
         page.on("console", lambda m: m.type == "error" and not REFUSED_LOAD.match(m.text) and errors.append(m.text))
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.on("response", lambda r: r.status >= 500 and errors.append(f"{r.status} {r.url}"))
         yield page
-        browser.close()
-        # No page may log a script error or meet a server error while a test drives it (a test
-        # that causes a failed load on purpose names it in ``page.expected_errors``).
-        expected = getattr(page, "expected_errors", ())
-        assert [e for e in errors if not any(pattern.search(e) for pattern in expected)] == [], errors
-        # ORM calls made while Playwright's loop runs get their own connection; close it here.
-        from django.db import connections
-
-        connections.close_all()
-
-
+    # No page may log a script error or meet a server error while a test drives it (a test
+    # that causes a failed load on purpose names it in ``page.expected_errors``).
+    expected = getattr(page, "expected_errors", ())
+    assert [e for e in errors if not any(pattern.search(e) for pattern in expected)] == [], errors
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 

@@ -10,7 +10,6 @@ menu folds on a phone and opens without JavaScript, and the market overview foll
 from __future__ import annotations
 
 import io
-import os
 import re
 import time
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 from django.conf import settings
 
-from tests.browser.conftest import CHROMIUM
+from tests.browser.conftest import CHROMIUM, chromium_launched
 
 WIDTHS = (390, 1366)
 SCREENSHOTS = Path(settings.BASE_DIR) / "artifacts" / "screenshots" / "pages"
@@ -186,24 +185,8 @@ def site(django_db_setup, django_db_blocker):
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API keeps an event loop running in this thread; ORM calls stay synchronous.
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=CHROMIUM,
-                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                      "--disable-sync", "--no-first-run"])
-            yield browser
-            browser.close()
-    finally:
-        if previous is None:
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        else:
-            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+    with chromium_launched() as browser:
+        yield browser
 
 
 @pytest.fixture(scope="module")

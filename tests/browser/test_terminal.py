@@ -10,7 +10,7 @@ from playwright.sync_api import expect
 from accounts.access import actor_from_user
 from exchange import ledger
 from exchange.services import order_place
-from tests.browser.conftest import CHROMIUM, REFUSED_LOAD, artifact_path
+from tests.browser.conftest import REFUSED_LOAD, artifact_path, chromium_launched
 from tests.exchange.conftest import list_capacity, make_instrument
 from tests.factories import PASSWORD
 
@@ -40,17 +40,9 @@ def market(transactional_db, buyer, provider):
 
 
 @pytest.fixture
-def browser(monkeypatch):
-    from playwright.sync_api import sync_playwright
-
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+def browser():
+    with chromium_launched() as browser:
         yield browser
-        browser.close()
-    from django.db import connections
-
-    connections.close_all()
 
 
 class Session:

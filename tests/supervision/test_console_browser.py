@@ -12,7 +12,6 @@ No page logs a script error.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from datetime import timedelta
@@ -25,7 +24,7 @@ from accounts.access import actor_from_user
 from accounts.models import Organisation
 from supervision.models import Alert
 from supervision.surveillance.scenarios import PATTERNS, scenario_run
-from tests.browser.conftest import CHROMIUM
+from tests.browser.conftest import CHROMIUM, chromium_launched
 from tests.exchange.conftest import fee_tier  # noqa: F401 (a fixture)
 from tests.factories import PASSWORD
 from tests.processes import serve, stop
@@ -49,25 +48,8 @@ def web(django_db_setup, django_db_blocker):
 
 @pytest.fixture(scope="module")
 def chromium(web):
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API keeps an event loop running in this thread; the tests' own ORM
-    # calls are still plain synchronous calls.
-    before = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=CHROMIUM,
-                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                      "--disable-sync", "--no-first-run"])
-            yield browser
-            browser.close()
-    finally:
-        if before is None:
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        else:
-            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = before
+    with chromium_launched() as browser:
+        yield browser
 
 
 @pytest.fixture
