@@ -96,13 +96,10 @@ def order_cancel(*, actor: Actor, order_id: int) -> Order:
     return order
 
 
-def taker_bps(*, organisation_id: int) -> int:
-    return selectors.fee_bps(organisation_id=organisation_id)[1]
-
-
 def hold_per_lot(*, price_fen: int, organisation_id: int) -> int:
     """Price plus the largest taker fee one lot can cost (mirrors cx_place_orders)."""
-    return price_fen + (price_fen * taker_bps(organisation_id=organisation_id) + 9999) // 10000
+    taker_bps = selectors.fee_bps(organisation_id=organisation_id)[1]
+    return price_fen + (price_fen * taker_bps + 9999) // 10000
 
 
 def order_amend(*, actor: Actor, order_id: int, data: dict) -> Order:

@@ -162,10 +162,9 @@ def market_detail(request, code: str):
     balances = ledger.balances(organisation=membership.organisation) if membership else None
     maker_bps, taker_bps = fee_bps(organisation_id=membership.organisation_id) if membership else (0, 0)
     terminal = {
-        "code": instrument.code, "id": instrument.id, "tick": cny(instrument.tick_fen), "lot": instrument.lot_scu_h,
-        "gate_closure_at": instrument.gate_closure_at.isoformat(),
+        "code": instrument.code, "id": instrument.id, "gate_closure_at": instrument.gate_closure_at.isoformat(),
         "auction_ends_at": instrument.auction_ends_at.isoformat() if instrument.auction_ends_at else None,
-        "can_trade": can_trade, "signed_in": membership is not None, "maker_bps": maker_bps, "taker_bps": taker_bps,
+        "can_trade": can_trade, "signed_in": membership is not None, "taker_bps": taker_bps,
         "available": cny(balances["available"]) if balances else None,
         "confirm_above": settings.ORDER_CONFIRM_ABOVE_CNY, "texts": _terminal_texts(),
     }
