@@ -21,6 +21,18 @@ settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.Loc
 PASSWORD = "correct-horse-battery-9"
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """pytest-django's, and before it drops the test database, the end of any session the run
+    itself left open there (an ORM call made while Playwright's event loop ran gets a
+    connection of its own that no test can reach to close), so the drop is not refused."""
+    yield
+    with django_db_blocker.unblock(), connections["default"].cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    connections.close_all()
+
+
 @pytest.fixture(autouse=True)
 def _plain_static_storage(settings):
     # The manifest storage needs `collectstatic`; pages under test only need the URLs.

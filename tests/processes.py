@@ -18,10 +18,16 @@ def database_url() -> str:
     return f"postgresql://{params['USER'] or 'postgres'}@{params['HOST']}:{params['PORT']}/{params['NAME']}"
 
 
+# The application name (libpq's PGAPPNAME) of every child's database session, so that waiting
+# for the children's sessions to end does not wait for connections of the test process itself.
+CHILD_APPLICATION_NAME = "exchange-test-child"
+
+
 def child_env(**extra: str) -> dict[str, str]:
     """The environment of a child process that works on this test run's database and channel layer."""
     return {**os.environ, "DATABASE_URL": database_url(), "REDIS_URL": settings.REDIS_URL,
-            "CHANNEL_PREFIX": settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"], **extra}
+            "CHANNEL_PREFIX": settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"],
+            "PGAPPNAME": CHILD_APPLICATION_NAME, **extra}
 
 
 def start(*args: str, stderr=None, **extra_env: str) -> subprocess.Popen:
@@ -30,14 +36,15 @@ def start(*args: str, stderr=None, **extra_env: str) -> subprocess.Popen:
 
 
 def wait_for_other_sessions_to_end(timeout: float = 5.0) -> None:
-    """PostgreSQL ends a dead client's backend a moment later; the flush and the final
+    """PostgreSQL ends a dead child's backend a moment later; the flush and the final
     DROP DATABASE must not find it still there."""
     from django.db import connection
 
     deadline = time.monotonic() + timeout
     with connection.cursor() as cursor:
         while time.monotonic() < deadline:
-            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                           "AND application_name = %s", [CHILD_APPLICATION_NAME])
             if cursor.fetchone()[0] == 0:
                 return
             time.sleep(0.1)

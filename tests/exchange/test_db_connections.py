@@ -15,14 +15,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 
-APP_NAME = "cx-test-web"
-
-
 def server_connections() -> int:
-    """Backends of the web process (libpq names them after PGAPPNAME)."""
+    """Backends of the web process (libpq names a child's after PGAPPNAME; it is the only child here)."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                       "AND application_name = %s", [APP_NAME])
+                       "AND application_name = %s", [processes.CHILD_APPLICATION_NAME])
         return cursor.fetchone()[0]
 
 
@@ -44,7 +41,7 @@ def rounds(base_url: str, token: str, *, rounds: int = 6, concurrency: int = 20)
 def test_concurrent_requests_hold_no_more_connections_than_the_pool(buyer):
     """Unpooled, 20 concurrent requests left 20 to 51 connections behind: more than the pool."""
     token = token_client(buyer).raw_token
-    process, base_url = processes.serve(PGAPPNAME=APP_NAME, DB_POOL_TIMEOUT="30")
+    process, base_url = processes.serve(DB_POOL_TIMEOUT="30")
     try:
         held = rounds(base_url, token)
         print(f"connections held after each round: {held}")
