@@ -21,6 +21,44 @@ settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.Loc
 PASSWORD = "correct-horse-battery-9"
 
 
+def _flush_by_delete():
+    """A transactional test's teardown empties every table (Django's ``flush``): by DELETE,
+    not PostgreSQL's TRUNCATE, which took half a second for a few rows in 50 tables (new
+    files for every table and index) where DELETE takes 16 ms; 280 such tests spent two
+    minutes on it. Tables whose own triggers refuse DELETE (the append-only provenance log)
+    have them switched off for it, and a flush that resets sequences is left as Django writes it. The
+    foreign keys are deferred to the flush's commit, when every table is empty."""
+    from django.db.backends.postgresql.operations import DatabaseOperations
+
+    truncate = DatabaseOperations.sql_flush
+    guarded: dict[str, set[str]] = {}
+
+    def sql_flush(self, style, tables, *, reset_sequences=False, allow_cascade=False):
+        if reset_sequences or not tables:
+            return truncate(self, style, tables, reset_sequences=reset_sequences, allow_cascade=allow_cascade)
+        name = self.connection.settings_dict["NAME"]
+        if name not in guarded:
+            with self.connection.cursor() as cursor:
+                # tgtype bit 3 (8): the trigger fires on DELETE.
+                cursor.execute("SELECT DISTINCT c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+                               "WHERE NOT t.tgisinternal AND t.tgtype & 8 <> 0")
+                guarded[name] = {row[0] for row in cursor.fetchall()}
+        statements = []
+        for table in tables:
+            quoted = self.quote_name(table)
+            if table in guarded[name]:  # in the flush's transaction: no one else sees them off
+                statements += [f"ALTER TABLE {quoted} DISABLE TRIGGER USER;", f"DELETE FROM {quoted};",
+                               f"ALTER TABLE {quoted} ENABLE TRIGGER USER;"]
+            else:
+                statements.append(f"DELETE FROM {quoted};")
+        return statements
+
+    DatabaseOperations.sql_flush = sql_flush
+
+
+_flush_by_delete()
+
+
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):
     """pytest-django's, and before it drops the test database, the end of any session the run

@@ -227,8 +227,31 @@ def offline(context, base_url: str) -> None:
     context.route("**/*", handle)
 
 
-def audit(page, url: str, expected_status: int) -> list[str]:
-    """Open ``url`` in ``page`` and return what is wrong with it at the page's width."""
+WIDTH_JS = """() => ({
+    scroll: document.documentElement.scrollWidth, inner: window.innerWidth,
+    clipped: [getComputedStyle(document.documentElement).overflowX, getComputedStyle(document.body).overflowX]
+             .filter(v => v === 'hidden' || v === 'clip'),
+    // What sticks out, leaving out what a scrolling box around it holds (unless nothing
+    // else does: something positioned inside such a box can escape it).
+    widest: ((all) => {
+        const loose = all.filter(e => {
+            for (let a = e.parentElement; a && a !== document.body; a = a.parentElement) {
+                if (getComputedStyle(a).overflowX !== 'visible') return false;
+            }
+            return true;
+        });
+        return loose.length ? loose : all;
+    })([...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > window.innerWidth + 1))
+    .slice(0, 5).map(e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '')
+                            + (typeof e.className === 'string' && e.className.trim() ? '.' + e.className.trim().split(/\\s+/).join('.') : '')
+                            + ' ' + Math.round(e.getBoundingClientRect().right) + 'px'),
+})"""
+
+
+def audit(page, url: str, expected_status: int, widths=(None,), shoot=None) -> list[str]:
+    """Open ``url`` in ``page`` and return what is wrong with it at each of ``widths`` (the
+    page is loaded once, at the first, then widened; ``None``: the page's own width), calling
+    ``shoot(width)`` at each once it is checked."""
     problems: list[str] = []
 
     def expected_error(message_url: str) -> bool:
@@ -250,34 +273,26 @@ def audit(page, url: str, expected_status: int) -> list[str]:
     page.on("response", on_response)
     page.on("requestfailed", lambda request: problems.append(f"failed: {request.url} {request.failure}"))
     try:
-        response = page.goto(url, wait_until="networkidle")
-        if response.status != expected_status:
-            problems.append(f"status {response.status}, expected {expected_status}")
-        width = page.evaluate("""() => ({
-            scroll: document.documentElement.scrollWidth, inner: window.innerWidth,
-            clipped: [getComputedStyle(document.documentElement).overflowX, getComputedStyle(document.body).overflowX]
-                     .filter(v => v === 'hidden' || v === 'clip'),
-            // What sticks out, leaving out what a scrolling box around it holds (unless nothing
-            // else does: something positioned inside such a box can escape it).
-            widest: ((all) => {
-                const loose = all.filter(e => {
-                    for (let a = e.parentElement; a && a !== document.body; a = a.parentElement) {
-                        if (getComputedStyle(a).overflowX !== 'visible') return false;
-                    }
-                    return true;
-                });
-                return loose.length ? loose : all;
-            })([...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > window.innerWidth + 1))
-            .slice(0, 5).map(e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '')
-                                    + (typeof e.className === 'string' && e.className.trim() ? '.' + e.className.trim().split(/\\s+/).join('.') : '')
-                                    + ' ' + Math.round(e.getBoundingClientRect().right) + 'px'),
-        })""")
-        if width["scroll"] > width["inner"]:
-            problems.append(f"scrolls sideways: {width['scroll']} px of page in {width['inner']} px; "
-                            f"first too wide: {width['widest']}")
-        if width["clipped"]:
-            # Hiding the overflow of the whole page would pass the check above and cut content off.
-            problems.append(f"the page hides its own overflow: {width['clipped']}")
+        for n, width in enumerate(widths):
+            prefix = f"{width} px: " if width else ""
+            if width:
+                page.set_viewport_size({"width": width, "height": 900})
+            if n == 0:
+                response = page.goto(url, wait_until="networkidle")
+                if response.status != expected_status:
+                    problems.append(f"status {response.status}, expected {expected_status}")
+            else:
+                # Laid out again at the new width (two frames: the resize's, then the one after it).
+                page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+            measured = page.evaluate(WIDTH_JS)
+            if measured["scroll"] > measured["inner"]:
+                problems.append(f"{prefix}scrolls sideways: {measured['scroll']} px of page in {measured['inner']} px; "
+                                f"first too wide: {measured['widest']}")
+            if measured["clipped"]:
+                # Hiding the overflow of the whole page would pass the check above and cut content off.
+                problems.append(f"{prefix}the page hides its own overflow: {measured['clipped']}")
+            if shoot is not None:
+                shoot(width)
     finally:
         page.remove_listener("console", on_console)
         page.remove_listener("response", on_response)
@@ -288,16 +303,16 @@ def audit(page, url: str, expected_status: int) -> list[str]:
 def test_page_fits_and_runs_clean(site, contexts, who, name, path, status):
     url = site.base_url + path.format(**site.ids)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    problems = []
-    for width in WIDTHS:
-        page = contexts(who).new_page()
-        page.set_viewport_size({"width": width, "height": 900})
-        try:
-            problems += [f"{width} px: {p}" for p in audit(page, url, status)]
-            tall = page.evaluate("document.documentElement.scrollHeight") > SHOT_MAX_HEIGHT
-            page.screenshot(path=str(SCREENSHOTS / f"{who}-{name}-{width}.png"), full_page=not tall)
-        finally:
-            page.close()
+    page = contexts(who).new_page()
+
+    def shoot(width):
+        tall = page.evaluate("document.documentElement.scrollHeight") > SHOT_MAX_HEIGHT
+        page.screenshot(path=str(SCREENSHOTS / f"{who}-{name}-{width}.png"), full_page=not tall)
+
+    try:
+        problems = audit(page, url, status, widths=WIDTHS, shoot=shoot)
+    finally:
+        page.close()
     assert not problems, f"{urlsplit(url).path} as {who}:\n" + "\n".join(problems)
 
 

@@ -46,16 +46,18 @@ def listen(org_ids) -> str:
 
 
 def received(channel: str) -> list[dict]:
+    """What reaches ``channel``: up to 5 s for the first message, then more until none comes for 0.3 s."""
     layer = get_channel_layer()
 
     async def drain():
-        events = []
+        events, wait = [], 5.0
         while True:
             try:
-                message = await asyncio.wait_for(layer.receive(channel), timeout=1.5)
+                message = await asyncio.wait_for(layer.receive(channel), timeout=wait)
             except asyncio.TimeoutError:
                 return events
             events.extend(message["events"])
+            wait = 0.3
 
     return async_to_sync(drain)()
 

@@ -91,16 +91,19 @@ def listen(*, organisations=(), console: bool = True) -> str:
     return async_to_sync(subscribe)()
 
 
-def received(channel: str, *, wait: float = 1.0) -> list[dict]:
+def received(channel: str, *, first: float = 5.0, quiet: float = 0.3) -> list[dict]:
+    """The events that reach ``channel``: waits up to ``first`` s for the first message (every
+    caller expects one), then takes more until none comes for ``quiet`` s."""
     layer = get_channel_layer()
 
     async def drain():
-        events = []
+        events, wait = [], first
         while True:
             try:
                 message = await asyncio.wait_for(layer.receive(channel), timeout=wait)
             except asyncio.TimeoutError:
                 return events
             events.extend(message["events"])
+            wait = quiet
 
     return async_to_sync(drain)()
