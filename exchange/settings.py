@@ -290,6 +290,9 @@ SURVEILLANCE_INTERVAL_MS = env_int("SURVEILLANCE_INTERVAL_MS", 200)
 
 # The trading terminal asks for a second click before an order worth more than this (CNY).
 ORDER_CONFIRM_ABOVE_CNY = env_str("ORDER_CONFIRM_ABOVE_CNY", "50000.00")
+# The market overview's public table (home page, /markets/) is rendered at most once per this
+# many seconds per language, filters and page; 0: every time. Its prices then update live.
+MARKET_OVERVIEW_CACHE_SECONDS = env_int("MARKET_OVERVIEW_CACHE_SECONDS", 1)
 
 THROTTLE_MARKETPLACE_WRITE = env_str("THROTTLE_MARKETPLACE_WRITE", "300/min")
 # Orders per API token (or signed-in person) on the fast order path and over WebSocket

@@ -10,12 +10,14 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib import messages
+from django.core.cache import cache
 from django.core.paginator import Paginator
 from django.db import connection
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.utils.translation import gettext as _
+from django.utils.translation import get_language, gettext as _
 
 from accounts.selectors import membership_current
 from exchange import ledger
@@ -36,9 +38,43 @@ HOME_MARKETS = 8
 
 def home(request):
     """The busiest instruments and the capacity on offer; the rest on /markets/."""
-    return render(request, "home.html", {
-        "rows": market_rows(overview_instruments()[:HOME_MARKETS]), "totals": capacity_totals(),
-    })
+    return render(request, "home.html", {"overview": _overview(limit=HOME_MARKETS)})
+
+
+def _overview(*, limit: int | None = None, filters: dict[str, str] | None = None, page: str | None = None) -> dict:
+    """The market overview's public part, the same for every visitor: the capacity totals and
+    the table of instruments as HTML, and where the page is among the pages (``limit``: the
+    busiest ``limit`` instruments, no pages).
+
+    Kept for ``MARKET_OVERVIEW_CACHE_SECONDS`` per language, filters and page: fifty people
+    reading the markets ask for the same page many times a second, and rendering its forty
+    rows was most of the page's cost. Only public market data is kept; prices, volumes and
+    states then follow the market live over /ws/market/ in the page."""
+    filters = filters or {}
+    # A page number a person can type is kept; anything else is answered without the cache.
+    cacheable = page is None or (page.isdigit() and len(page) <= 4)
+    key = "overview:" + urlencode([("lang", get_language()), ("limit", limit or ""), ("page", page or ""),
+                                   *sorted(filters.items())])
+    part = cache.get(key) if cacheable and settings.MARKET_OVERVIEW_CACHE_SECONDS else None
+    if part is not None:
+        return part
+    queryset = overview_instruments(class_code=filters.get("class") or None, hub_code=filters.get("hub") or None,
+                                    state=filters.get("state") or None)
+    if limit is not None:
+        instruments, pages = queryset[:limit], None
+    else:
+        current = Paginator(queryset, MARKETS_PER_PAGE).get_page(page)
+        instruments = current.object_list
+        pages = {"number": current.number, "count": current.paginator.num_pages,
+                 "previous": current.previous_page_number() if current.has_previous() else None,
+                 "next": current.next_page_number() if current.has_next() else None}
+    rows = market_rows(instruments)
+    part = {"totals": render_to_string("exchange/_capacity_totals.html", {"totals": capacity_totals()}),
+            "table": render_to_string("exchange/_market_table.html", {"rows": rows}) if rows else "",
+            "pages": pages}
+    if cacheable and settings.MARKET_OVERVIEW_CACHE_SECONDS:
+        cache.set(key, part, settings.MARKET_OVERVIEW_CACHE_SECONDS)
+    return part
 
 
 def _database_and_engine_lag() -> tuple[str | None, float | None]:
@@ -129,11 +165,8 @@ def markets(request):
     """Every tradeable instrument, those that trade first, with its last 24 h; prices update
     live over /ws/market/."""
     filters = {name: request.GET.get(name) or "" for name in ("class", "hub", "state")}
-    queryset = overview_instruments(class_code=filters["class"] or None, hub_code=filters["hub"] or None,
-                                    state=filters["state"] or None)
-    page = Paginator(queryset, MARKETS_PER_PAGE).get_page(request.GET.get("page"))
     return render(request, "exchange/markets.html", {
-        "page": page, "rows": market_rows(page.object_list), "totals": capacity_totals(),
+        "overview": _overview(filters={k: v for k, v in filters.items() if v}, page=request.GET.get("page")),
         "classes": ComputeClass.objects.all(), "hubs": Hub.objects.all(), "states": Instrument.State.choices,
         "filters": filters, "filter_query": urlencode({k: v for k, v in filters.items() if v}),
     })

@@ -141,7 +141,9 @@ def test_pages_keep_the_filters(client, buyer):
 # The home page: instruments, their prices, the totals; /markets/ also counts its pages and
 # lists the classes and hubs of its filters.
 @pytest.mark.parametrize(("url", "expected"), [("/", 3), ("/markets/", 6)])
-def test_the_overview_runs_a_fixed_number_of_queries(client, buyer, url, expected):
+def test_the_overview_runs_a_fixed_number_of_queries(client, buyer, url, expected, settings):
+    settings.MARKET_OVERVIEW_CACHE_SECONDS = 0  # every answer rendered afresh
+
     def queries() -> int:
         with CaptureQueriesContext(connection) as captured:
             assert client.get(url).status_code == 200
@@ -155,6 +157,28 @@ def test_the_overview_runs_a_fixed_number_of_queries(client, buyer, url, expecte
         trade(instrument, 2000 + days, 1, hours_ago=days, party=buyer.organisation)
         trade(instrument, 2100, 2, party=buyer.organisation)
     assert (few, queries()) == (expected, expected)
+
+
+def test_the_overview_is_rendered_once_per_window_per_language_and_page(client, four, buyer, settings):
+    """Within MARKET_OVERVIEW_CACHE_SECONDS the table is not read again (no query of trades or
+    instruments); another language or filter is its own; with 0 every answer is fresh."""
+    settings.MARKET_OVERVIEW_CACHE_SECONDS = 60
+
+    def volume(html: str) -> str:
+        row = html[html.index(f'data-instrument="{four["busy"].code}"'):]
+        return row[row.index('data-field="volume">') + 20:row.index("</td>", row.index('data-field="volume">'))]
+
+    assert volume(client.get("/markets/").content.decode()) == "10"
+    trade(four["busy"], 2100, 5, party=buyer.organisation)
+    with CaptureQueriesContext(connection) as captured:
+        again = client.get("/markets/").content.decode()
+    assert volume(again) == "10"
+    assert not [q["sql"] for q in captured if "exchange_trade" in q["sql"] or "exchange_instrument" in q["sql"]]
+    assert volume(client.get("/markets/", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()) == "15"
+    assert volume(client.get(f"/markets/?class={four['busy'].compute_class.code}").content.decode()) == "15"
+    assert volume(client.get("/markets/?page=abc").content.decode()) == "15"  # not a page number: not kept
+    settings.MARKET_OVERVIEW_CACHE_SECONDS = 0
+    assert volume(client.get("/markets/").content.decode()) == "15"
 
 
 def test_the_overview_speaks_chinese(client, four):
