@@ -4,6 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' ' -f1)
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.numba_cache
+# Test processes (pytest-xdist; each test file runs whole in one of them, on a test database of
+# its own); 0 runs the suite in this process.
+TEST_WORKERS ?= 2
 
 .PHONY: setup run test fuzz stop bench clean
 
@@ -32,7 +35,7 @@ stop:
 	@if [ -x $(BIN)/python ]; then $(BIN)/python -m exchange.embedded stop; fi
 
 test: setup
-	@$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The long schemathesis run (tests/test_api_fuzz.py): every operation, three callers, at least 10,000 requests.
 fuzz: setup
