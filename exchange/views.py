@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from urllib.parse import urlencode
 
@@ -33,6 +34,8 @@ def site_context(request):
     return {"DEMO_MODE": settings.DEMO_MODE}
 
 
+log = logging.getLogger(__name__)
+
 HOME_MARKETS = 8
 
 
@@ -51,13 +54,20 @@ def _overview(*, limit: int | None = None, filters: dict[str, str] | None = None
     rows was most of the page's cost. Only public market data is kept; prices, volumes and
     states then follow the market live over /ws/market/ in the page."""
     filters = filters or {}
-    # A page number a person can type is kept; anything else is answered without the cache.
-    cacheable = page is None or (page.isdigit() and len(page) <= 4)
+    # A page number a person can type and filters as short as codes are kept; anything else is
+    # answered without the cache.
+    cacheable = (settings.MARKET_OVERVIEW_CACHE_SECONDS > 0 and (page is None or (page.isdigit() and len(page) <= 4))
+                 and all(len(value) <= 32 for value in filters.values()))
     key = "overview:" + urlencode([("lang", get_language()), ("limit", limit or ""), ("page", page or ""),
                                    *sorted(filters.items())])
-    part = cache.get(key) if cacheable and settings.MARKET_OVERVIEW_CACHE_SECONDS else None
-    if part is not None:
-        return part
+    if cacheable:
+        try:
+            part = cache.get(key)
+        except Exception:  # the cache is a shortcut: without it, the page is rendered as it was
+            log.warning("the market overview's cache could not be read; rendering the overview", exc_info=True)
+            part, cacheable = None, False
+        if part is not None:
+            return part
     queryset = overview_instruments(class_code=filters.get("class") or None, hub_code=filters.get("hub") or None,
                                     state=filters.get("state") or None)
     if limit is not None:
@@ -72,8 +82,11 @@ def _overview(*, limit: int | None = None, filters: dict[str, str] | None = None
     part = {"totals": render_to_string("exchange/_capacity_totals.html", {"totals": capacity_totals()}),
             "table": render_to_string("exchange/_market_table.html", {"rows": rows}) if rows else "",
             "pages": pages}
-    if cacheable and settings.MARKET_OVERVIEW_CACHE_SECONDS:
-        cache.set(key, part, settings.MARKET_OVERVIEW_CACHE_SECONDS)
+    if cacheable:
+        try:
+            cache.set(key, part, settings.MARKET_OVERVIEW_CACHE_SECONDS)
+        except Exception:
+            log.warning("the market overview could not be kept in the cache", exc_info=True)
     return part
 
 

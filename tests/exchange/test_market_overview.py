@@ -181,6 +181,20 @@ def test_the_overview_is_rendered_once_per_window_per_language_and_page(client, 
     assert volume(client.get("/markets/").content.decode()) == "15"
 
 
+def test_the_overview_renders_without_its_cache(client, four, settings, caplog):
+    """A cache that cannot be reached (a Redis port nothing listens on) costs the shortcut, not the page."""
+    from tests.processes import free_port
+
+    settings.MARKET_OVERVIEW_CACHE_SECONDS = 60
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                                   "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
+                                   "OPTIONS": {"socket_connect_timeout": 1}}}
+    for url in ("/", "/markets/"):
+        answer = client.get(url)
+        assert answer.status_code == 200 and f'data-instrument="{four["busy"].code}"' in answer.content.decode()
+    assert "the market overview's cache could not be read" in caplog.text
+
+
 def test_the_overview_speaks_chinese(client, four):
     html = client.get("/", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
     assert "当前行情" in html and "24 小时涨跌" in html and "今日起挂牌的算力" in html
