@@ -29,12 +29,12 @@ from exchange.selectors_overview import capacity_totals, market_rows, overview_i
 from exchange.templatetags.order_states import ORDER_STATUS_LABELS
 from marketplace.models import ComputeClass, Hub
 
+log = logging.getLogger(__name__)
+
 
 def site_context(request):
     return {"DEMO_MODE": settings.DEMO_MODE}
 
-
-log = logging.getLogger(__name__)
 
 HOME_MARKETS = 8
 
@@ -178,10 +178,11 @@ def markets(request):
     """Every tradeable instrument, those that trade first, with its last 24 h; prices update
     live over /ws/market/."""
     filters = {name: request.GET.get(name) or "" for name in ("class", "hub", "state")}
+    chosen = {name: value for name, value in filters.items() if value}
     return render(request, "exchange/markets.html", {
-        "overview": _overview(filters={k: v for k, v in filters.items() if v}, page=request.GET.get("page")),
+        "overview": _overview(filters=chosen, page=request.GET.get("page")),
         "classes": ComputeClass.objects.all(), "hubs": Hub.objects.all(), "states": Instrument.State.choices,
-        "filters": filters, "filter_query": urlencode({k: v for k, v in filters.items() if v}),
+        "filters": filters, "filter_query": urlencode(chosen),
     })
 
 

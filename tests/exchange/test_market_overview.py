@@ -177,6 +177,10 @@ def test_the_overview_is_rendered_once_per_window_per_language_and_page(client, 
     assert volume(client.get("/markets/", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()) == "15"
     assert volume(client.get(f"/markets/?class={four['busy'].compute_class.code}").content.decode()) == "15"
     assert volume(client.get("/markets/?page=abc").content.decode()) == "15"  # not a page number: not kept
+    for _ in range(2):  # a filter longer than any code: read afresh each time, never kept
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get("/markets/?hub=" + "X" * 40).status_code == 200
+        assert [q for q in captured if "exchange_instrument" in q["sql"]]
     settings.MARKET_OVERVIEW_CACHE_SECONDS = 0
     assert volume(client.get("/markets/").content.decode()) == "15"
 

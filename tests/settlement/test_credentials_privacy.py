@@ -3,18 +3,16 @@ answer, not an event on any private stream, not a log line, not the admin, not t
 in plaintext. One whole flow (delivery, access, metering, a dispute, its resolution,
 settlement) runs with every party reading everything it can after each step."""
 
-import asyncio
 import json
 import logging
 
 import pytest
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.db import connection
 from django.test import Client
 
 from exchange.events import organisation_group
 from settlement.models import Delivery
+from tests.channel_layer import listen, received
 from tests.factories import UserFactory
 from tests.settlement.parties import BASE, parties_make, post, window_open
 
@@ -30,36 +28,6 @@ def parties(market, provider, regulator):
     made = parties_make(market, provider, regulator)
     window_open(market)
     return made
-
-
-def listen(org_ids) -> str:
-    """A channel on the real channel layer in every group the organisations' events go to."""
-    layer = get_channel_layer()
-
-    async def subscribe():
-        channel = await layer.new_channel()
-        for org_id in org_ids:
-            await layer.group_add(organisation_group(org_id), channel)
-        return channel
-
-    return async_to_sync(subscribe)()
-
-
-def received(channel: str) -> list[dict]:
-    """What reaches ``channel``: up to 5 s for the first message, then more until none comes for 0.3 s."""
-    layer = get_channel_layer()
-
-    async def drain():
-        events, wait = [], 5.0
-        while True:
-            try:
-                message = await asyncio.wait_for(layer.receive(channel), timeout=wait)
-            except asyncio.TimeoutError:
-                return events
-            events.extend(message["events"])
-            wait = 0.3
-
-    return async_to_sync(drain)()
 
 
 PAGES = ["/settlement/deliveries/", "/settlement/capacity/", "/settlement/sla/", "/settlement/statements/",
@@ -98,7 +66,8 @@ def read_everything(parties, ids, browsers) -> dict[str, list[str]]:
 def test_credentials_reach_only_the_holders_members(parties, caplog, django_capture_on_commit_callbacks):
     ids = {"a": parties.allocation.id}
     holder_org, provider_org = parties.members["holder"].organisation_id, parties.members["provider"].organisation_id
-    channel = listen([holder_org, provider_org, parties.members["regulator"].organisation_id])
+    channel = listen([organisation_group(org_id) for org_id in
+                      (holder_org, provider_org, parties.members["regulator"].organisation_id)])
     caplog.set_level(logging.DEBUG)
     caplog.set_level(logging.DEBUG, logger="django.db.backends")
     connection.force_debug_cursor = True  # every statement and its parameters in the log

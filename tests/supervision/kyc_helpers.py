@@ -3,10 +3,6 @@ channel-layer listener, and a snapshot of everything the console can write."""
 
 from __future__ import annotations
 
-import asyncio
-
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.db.models import Sum
 from django.test import Client
 from rest_framework.test import APIClient
@@ -17,6 +13,8 @@ from exchange.models import EventSequence, IdempotencyRecord, MemberTier
 from settlement.models import Dispute
 from supervision.events import CONSOLE_GROUP
 from supervision.models import SupervisionAction
+from tests import channel_layer
+from tests.channel_layer import received  # noqa: F401 (for the tests that listen)
 from tests.conftest import token_client
 from tests.factories import MembershipFactory
 
@@ -79,31 +77,5 @@ def writes() -> dict:
 
 def listen(*, organisations=(), console: bool = True) -> str:
     """A channel on the real channel layer in the organisations' private groups (and the consoles')."""
-    layer = get_channel_layer()
-    groups = [organisation_group(org_id) for org_id in organisations] + ([CONSOLE_GROUP] if console else [])
-
-    async def subscribe():
-        channel = await layer.new_channel()
-        for group in groups:
-            await layer.group_add(group, channel)
-        return channel
-
-    return async_to_sync(subscribe)()
-
-
-def received(channel: str, *, first: float = 5.0, quiet: float = 0.3) -> list[dict]:
-    """The events that reach ``channel``: waits up to ``first`` s for the first message (every
-    caller expects one), then takes more until none comes for ``quiet`` s."""
-    layer = get_channel_layer()
-
-    async def drain():
-        events, wait = [], first
-        while True:
-            try:
-                message = await asyncio.wait_for(layer.receive(channel), timeout=wait)
-            except asyncio.TimeoutError:
-                return events
-            events.extend(message["events"])
-            wait = quiet
-
-    return async_to_sync(drain)()
+    return channel_layer.listen([organisation_group(org_id) for org_id in organisations]
+                                + ([CONSOLE_GROUP] if console else []))
