@@ -30,14 +30,20 @@ def instrument_list(*, state: str | None = None, class_code: str | None = None, 
     return queryset
 
 
-def ticker(*, instrument: Instrument) -> dict:
+def trades_24h(*, instrument_id: int) -> tuple[int, int | None]:
+    """An instrument's last 24 h: the SCU·h traded, and the price its change is measured from
+    (the last trade before them, else their first)."""
     since = timezone.now() - timedelta(hours=24)
-    volume = Trade.objects.filter(instrument=instrument, created_at__gte=since).aggregate(v=Sum("qty"))["v"] or 0
-    before = (Trade.objects.filter(instrument=instrument, created_at__lt=since).order_by("-id")
-              .values_list("price_fen", flat=True).first())
-    first_today = (Trade.objects.filter(instrument=instrument, created_at__gte=since).order_by("id")
-                   .values_list("price_fen", flat=True).first())
-    base = before or first_today
+    trades = Trade.objects.filter(instrument_id=instrument_id)
+    volume = trades.filter(created_at__gte=since).aggregate(v=Sum("qty"))["v"] or 0
+    before = trades.filter(created_at__lt=since).order_by("-id").values_list("price_fen", flat=True).first()
+    first_today = trades.filter(created_at__gte=since).order_by("id").values_list("price_fen", flat=True).first()
+    return volume, before or first_today
+
+
+def ticker(*, instrument: Instrument, day: tuple[int, int | None] | None = None) -> dict:
+    """``day``: ``trades_24h`` of the instrument, when the caller has it already."""
+    volume, base = day if day is not None else trades_24h(instrument_id=instrument.id)
     change = instrument.last_price_fen - base if instrument.last_price_fen is not None and base else None
     return {
         "last": cny(instrument.last_price_fen), "bid": cny(instrument.best_bid_fen), "ask": cny(instrument.best_ask_fen),

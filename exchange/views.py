@@ -24,7 +24,7 @@ from accounts.selectors import membership_current
 from exchange import ledger
 from exchange.models import Instrument
 from exchange.money import cny
-from exchange.selectors import fee_bps, instrument_list, ticker
+from exchange.selectors import fee_bps, instrument_list, ticker, trades_24h
 from exchange.selectors_overview import capacity_totals, market_rows, overview_instruments
 from exchange.templatetags.order_states import ORDER_STATUS_LABELS
 from marketplace.models import ComputeClass, Hub
@@ -44,6 +44,28 @@ def home(request):
     return render(request, "home.html", {"overview": _overview(limit=HOME_MARKETS)})
 
 
+def _kept(key: str, build, *, keep: bool = True):
+    """``build()``, kept in the cache for ``MARKET_OVERVIEW_CACHE_SECONDS`` under ``key`` (public
+    market data only: nothing that decides access or funds). The cache is a shortcut: one that
+    cannot be reached costs the shortcut, not the page. ``keep=False``: built afresh, not kept."""
+    keep = keep and settings.MARKET_OVERVIEW_CACHE_SECONDS > 0
+    if keep:
+        try:
+            part = cache.get(key)
+        except Exception:
+            log.warning("the market overview's cache could not be read; rendering the overview", exc_info=True)
+            part, keep = None, False
+        if part is not None:
+            return part
+    part = build()
+    if keep:
+        try:
+            cache.set(key, part, settings.MARKET_OVERVIEW_CACHE_SECONDS)
+        except Exception:
+            log.warning("the market overview could not be kept in the cache", exc_info=True)
+    return part
+
+
 def _overview(*, limit: int | None = None, filters: dict[str, str] | None = None, page: str | None = None) -> dict:
     """The market overview's public part, the same for every visitor: the capacity totals and
     the table of instruments as HTML, and where the page is among the pages (``limit``: the
@@ -51,43 +73,41 @@ def _overview(*, limit: int | None = None, filters: dict[str, str] | None = None
 
     Kept for ``MARKET_OVERVIEW_CACHE_SECONDS`` per language, filters and page: fifty people
     reading the markets ask for the same page many times a second, and rendering its forty
-    rows was most of the page's cost. Only public market data is kept; prices, volumes and
-    states then follow the market live over /ws/market/ in the page."""
+    rows was most of the page's cost. Prices, volumes and states then follow the market live
+    over /ws/market/ in the page."""
     filters = filters or {}
+
+    def build() -> dict:
+        queryset = overview_instruments(class_code=filters.get("class") or None, hub_code=filters.get("hub") or None,
+                                        state=filters.get("state") or None)
+        if limit is not None:
+            instruments, pages = queryset[:limit], None
+        else:
+            current = Paginator(queryset, MARKETS_PER_PAGE).get_page(page)
+            instruments = current.object_list
+            pages = {"number": current.number, "count": current.paginator.num_pages,
+                     "previous": current.previous_page_number() if current.has_previous() else None,
+                     "next": current.next_page_number() if current.has_next() else None}
+        rows = market_rows(instruments)
+        return {"totals": render_to_string("exchange/_capacity_totals.html", {"totals": capacity_totals()}),
+                "table": render_to_string("exchange/_market_table.html", {"rows": rows}) if rows else "",
+                "pages": pages}
+
     # A page number a person can type and filters as short as codes are kept; anything else is
     # answered without the cache.
-    cacheable = (settings.MARKET_OVERVIEW_CACHE_SECONDS > 0 and (page is None or (page.isdigit() and len(page) <= 4))
-                 and all(len(value) <= 32 for value in filters.values()))
+    keep = (page is None or (page.isdigit() and len(page) <= 4)) and all(len(v) <= 32 for v in filters.values())
     key = "overview:" + urlencode([("lang", get_language()), ("limit", limit or ""), ("page", page or ""),
                                    *sorted(filters.items())])
-    if cacheable:
-        try:
-            part = cache.get(key)
-        except Exception:  # the cache is a shortcut: without it, the page is rendered as it was
-            log.warning("the market overview's cache could not be read; rendering the overview", exc_info=True)
-            part, cacheable = None, False
-        if part is not None:
-            return part
-    queryset = overview_instruments(class_code=filters.get("class") or None, hub_code=filters.get("hub") or None,
-                                    state=filters.get("state") or None)
-    if limit is not None:
-        instruments, pages = queryset[:limit], None
-    else:
-        current = Paginator(queryset, MARKETS_PER_PAGE).get_page(page)
-        instruments = current.object_list
-        pages = {"number": current.number, "count": current.paginator.num_pages,
-                 "previous": current.previous_page_number() if current.has_previous() else None,
-                 "next": current.next_page_number() if current.has_next() else None}
-    rows = market_rows(instruments)
-    part = {"totals": render_to_string("exchange/_capacity_totals.html", {"totals": capacity_totals()}),
-            "table": render_to_string("exchange/_market_table.html", {"rows": rows}) if rows else "",
-            "pages": pages}
-    if cacheable:
-        try:
-            cache.set(key, part, settings.MARKET_OVERVIEW_CACHE_SECONDS)
-        except Exception:
-            log.warning("the market overview could not be kept in the cache", exc_info=True)
-    return part
+    return _kept(key, build, keep=keep)
+
+
+def _filter_choices() -> dict:
+    """The classes and hubs /markets/ filters by, as (code, label) pairs (hubs' names are in the
+    page's language)."""
+    return _kept("overview-filters:" + get_language(), lambda: {
+        "classes": [(code, code) for code in ComputeClass.objects.values_list("code", flat=True)],
+        "hubs": [(hub.code, f"{hub.code} · {hub.name}") for hub in Hub.objects.all()],
+    })
 
 
 def _database_and_engine_lag() -> tuple[str | None, float | None]:
@@ -181,7 +201,7 @@ def markets(request):
     chosen = {name: value for name, value in filters.items() if value}
     return render(request, "exchange/markets.html", {
         "overview": _overview(filters=chosen, page=request.GET.get("page")),
-        "classes": ComputeClass.objects.all(), "hubs": Hub.objects.all(), "states": Instrument.State.choices,
+        **_filter_choices(), "states": Instrument.State.choices,
         "filters": filters, "filter_query": urlencode(chosen),
     })
 
@@ -216,7 +236,9 @@ def market_detail(request, code: str):
         "confirm_above": settings.ORDER_CONFIRM_ABOVE_CNY, "texts": _terminal_texts(),
     }
     return render(request, "exchange/market_detail.html", {
-        "instrument": instrument, "ticker": ticker(instrument=instrument), "membership": membership,
+        "instrument": instrument, "ticker": ticker(instrument=instrument, day=_kept(
+            f"trades-24h:{instrument.id}", lambda: trades_24h(instrument_id=instrument.id))),
+        "membership": membership,
         "can_trade": can_trade, "balances": balances, "maker_bps": maker_bps, "taker_bps": taker_bps,
         "terminal": terminal,
     })

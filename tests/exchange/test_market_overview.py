@@ -186,14 +186,15 @@ def test_the_overview_is_rendered_once_per_window_per_language_and_page(client, 
 
 
 def test_the_overview_renders_without_its_cache(client, four, settings, caplog):
-    """A cache that cannot be reached (a Redis port nothing listens on) costs the shortcut, not the page."""
+    """A cache that cannot be reached (a Redis port nothing listens on) costs the shortcut, not the
+    page: the overview, the filters and the terminal's 24 h figures are read afresh."""
     from tests.processes import free_port
 
     settings.MARKET_OVERVIEW_CACHE_SECONDS = 60
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
                                    "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
                                    "OPTIONS": {"socket_connect_timeout": 1}}}
-    for url in ("/", "/markets/"):
+    for url in ("/", "/markets/", f"/markets/{four['busy'].code}/"):
         answer = client.get(url)
         assert answer.status_code == 200 and f'data-instrument="{four["busy"].code}"' in answer.content.decode()
     assert "the market overview's cache could not be read" in caplog.text
@@ -217,3 +218,44 @@ def test_the_delivery_column_reads_a_day_or_a_window_in_china_time():
                        delivery_end=datetime(2026, 12, 10, 14, 5, tzinfo=china) + timedelta(minutes=5))
     assert delivery_label(day) == "2026-12-10"
     assert delivery_label(short) == "2026-12-10 14:05–14:10"
+
+
+def test_the_filters_classes_and_hubs_are_read_once_per_window_per_language(client, four, settings):
+    """/markets/'s class and hub choices are kept with the overview: within the window no query
+    of classes or hubs; the hub names follow the page's language."""
+    settings.MARKET_OVERVIEW_CACHE_SECONDS = 60
+    from marketplace.models import Hub
+
+    hub = Hub.objects.get(code="NX")
+    first = client.get("/markets/").content.decode()
+    assert f'<option value="NX">NX · {hub.name_en}</option>' in first
+    assert f'<option value="{four["busy"].compute_class.code}">' in first
+    with CaptureQueriesContext(connection) as captured:
+        client.get("/markets/")
+    assert not [q["sql"] for q in captured if "marketplace_hub" in q["sql"] or "marketplace_computeclass" in q["sql"]]
+    chinese = client.get("/markets/", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+    assert f'<option value="NX">NX · {hub.name_zh}</option>' in chinese
+
+
+def test_the_terminal_keeps_its_24h_figures_for_the_window_and_its_state_never(client, four, buyer, settings):
+    """The terminal's 24 h volume and change are read at most once per window per instrument;
+    its state, last price, bid and ask come from the instrument row on every answer."""
+    settings.MARKET_OVERVIEW_CACHE_SECONDS = 60
+    busy = four["busy"]
+
+    def field(html: str, label: str) -> str:
+        at = html.index(f"{label}: <strong")
+        return html[html.index(">", at + len(label) + 9) + 1:html.index("</strong>", at)]
+
+    page = client.get(f"/markets/{busy.code}/").content.decode()
+    assert (field(page, "24 h volume"), field(page, "24 h change"), field(page, "Last")) == ("10", "1.00", "21.00")
+    trade(busy, 2200, 5, party=buyer.organisation)  # the last price moves to 22.00
+    Instrument.objects.filter(pk=busy.pk).update(state=Instrument.State.HALTED)
+    with CaptureQueriesContext(connection) as captured:
+        page = client.get(f"/markets/{busy.code}/").content.decode()
+    assert not [q["sql"] for q in captured if "exchange_trade" in q["sql"]]
+    # The volume is the window's; the change is measured from the same base to the current price.
+    assert (field(page, "24 h volume"), field(page, "24 h change"), field(page, "Last")) == ("10", "2.00", "22.00")
+    assert 'data-state="halted"' in page
+    settings.MARKET_OVERVIEW_CACHE_SECONDS = 0
+    assert field(client.get(f"/markets/{busy.code}/").content.decode(), "24 h volume") == "15"
