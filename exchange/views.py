@@ -27,6 +27,7 @@ from exchange.money import cny
 from exchange.selectors import fee_bps, instrument_list, ticker, trades_24h
 from exchange.selectors_overview import capacity_totals, market_rows, overview_instruments
 from exchange.templatetags.order_states import ORDER_STATUS_LABELS
+from exchange.wire import whole_number
 from marketplace.models import ComputeClass, Hub
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ def _overview(*, limit: int | None = None, filters: dict[str, str] | None = None
 
     # A page number a person can type and filters as short as codes are kept; anything else is
     # answered without the cache.
-    keep = (page is None or (page.isdigit() and len(page) <= 4)) and all(len(v) <= 32 for v in filters.values())
+    keep = (page is None or whole_number(page, digits=4) is not None) and all(len(v) <= 32 for v in filters.values())
     key = "overview:" + urlencode([("lang", get_language()), ("limit", limit or ""), ("page", page or ""),
                                    *sorted(filters.items())])
     return _kept(key, build, keep=keep)

@@ -74,6 +74,13 @@ class UnstorableValue(AppError):
         self.value = value
 
 
+def whole_number(raw: str, *, digits: int = 18) -> int | None:
+    """``raw`` as a whole number if it is written in at most ``digits`` ASCII digits, else
+    None. (``str.isdigit`` also takes "²" and other digits that ``int`` refuses, and ``int``
+    refuses more than 4,300 digits: neither may reach ``int`` from a query.)"""
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= digits else None
+
+
 def invalid(what: str, detail: str, fields: dict | None = None) -> AppError:
     return AppError("invalid", f"{what} {detail}", fields=fields or {"non_field_errors": f"{what} {detail}"})
 

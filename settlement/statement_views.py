@@ -29,6 +29,7 @@ from accounts.access import Actor, actor_from_user, check_actor, check_superviso
 from accounts.models import Organisation
 from exchange.errors import AppError, NotFound
 from exchange.money import cny
+from exchange.wire import whole_number
 from marketplace.periods import CHINA, china_midnight, china_today
 from settlement.statements import (
     ACCOUNT_KINDS, ACCOUNT_LABELS, DETAIL_LIMIT, JOURNAL_LABELS, Line, Period, percent, statement_build,
@@ -107,13 +108,14 @@ def statement_subject(request) -> tuple[Actor, Organisation]:
     raw = request.GET.get("organisation", "").strip()
     if raw in ("", str(actor.organisation.pk)):
         return actor, actor.organisation
-    if not raw.isdigit() or len(raw) > 18:
+    organisation_id = whole_number(raw)
+    if organisation_id is None:
         message = _("The organisation is given by its number.")
         raise AppError("invalid", message, fields={"organisation": message})
     if not actor.is_regulator:
         raise NotFound(_("There is no statement of that organisation for you."), code="statement_not_found")
     check_supervisor(actor)
-    organisation = Organisation.objects.filter(pk=int(raw)).first()
+    organisation = Organisation.objects.filter(pk=organisation_id).first()
     if organisation is None:
         raise NotFound(_("There is no organisation %(id)s.") % {"id": raw}, code="organisation_not_found")
     return actor, organisation

@@ -14,6 +14,7 @@ from accounts.models import Organisation
 from exchange.errors import AppError
 from exchange.models import Instrument
 from exchange.money import cny
+from exchange.wire import whole_number
 from marketplace.models import ComputeAsset
 from supervision.audit import (
     KIND_LABELS, KINDS, AuditFilters, audit_csv_chunks, audit_filters_parse, audit_page, describe, page_size_parse,
@@ -134,7 +135,8 @@ def provenance(request):
     raw = request.GET.get("asset", "").strip()
     context, status = {"asset_param": raw}, 200
     if raw:
-        asset = ComputeAsset.objects.filter(pk=int(raw)).first() if raw.isdigit() and len(raw) < 18 else None
+        asset_id = whole_number(raw)
+        asset = ComputeAsset.objects.filter(pk=asset_id).first() if asset_id is not None else None
         if asset is None:
             context["unknown"], status = True, 404
         else:

@@ -26,6 +26,7 @@ from django.db import connection, transaction
 from accounts.models import Organisation, User
 from exchange.errors import AppError
 from exchange.models import Instrument
+from exchange.wire import whole_number
 from supervision.audit.branches import BRANCHES, KINDS, WINDOWED, Branch, Scope
 from supervision.audit.windows import id_windows
 
@@ -112,9 +113,9 @@ def audit_filters_parse(params, *, local: bool = False) -> AuditFilters:
     organisation_id = instrument_id = None
     raw = (params.get("organisation") or "").strip()
     if raw:
-        if not raw.isdigit() or len(raw) > 18 or not Organisation.objects.filter(pk=int(raw)).exists():
+        organisation_id = whole_number(raw)
+        if organisation_id is None or not Organisation.objects.filter(pk=organisation_id).exists():
             raise _invalid("organisation", "No organisation with that id.")
-        organisation_id = int(raw)
     raw = (params.get("instrument") or "").strip()
     if raw:
         instrument_id = Instrument.objects.filter(code=raw[:40]).values_list("id", flat=True).first()
@@ -134,9 +135,10 @@ def page_size_parse(raw) -> int:
     raw = str(raw or "").strip()
     if not raw:
         return PAGE_SIZE
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
+    size = whole_number(raw, digits=6)
+    if size is None or not 1 <= size <= MAX_PAGE_SIZE:
         raise _invalid("page_size", f"A whole number from 1 to {MAX_PAGE_SIZE}.")
-    return int(raw)
+    return size
 
 
 # --------------------------------------------------------------------------- reading

@@ -198,6 +198,9 @@ def test_the_page_shows_china_time_and_pages_back(world, regulator):
     ({"organisation": "99999999"}, "organisation"), ({"organisation": "-1"}, "organisation"),
     ({"instrument": "NO.SUCH.THING"}, "instrument"), ({"page_size": "0"}, "page_size"),
     ({"page_size": "201"}, "page_size"),
+    # Digits that str.isdigit() takes and int() does not, and more digits than int() reads.
+    ({"organisation": "\u00b2"}, "organisation"), ({"organisation": "9" * 5000}, "organisation"),
+    ({"page_size": "\u00b2"}, "page_size"), ({"page_size": "9" * 5000}, "page_size"),
 ])
 def test_bad_input_is_refused_with_the_field_named(regulator, params, field):
     response = token_client(regulator, scopes=("read",)).get("/api/v1/supervision/audit/", params)
@@ -206,6 +209,13 @@ def test_bad_input_is_refused_with_the_field_named(regulator, params, field):
     if field != "page_size":
         response = token_client(regulator, scopes=("read",)).get("/api/v1/supervision/audit.csv", params)
         assert response.status_code == 400 and field in response.json()["fields"]
+
+
+@pytest.mark.parametrize("params", [{"organisation": "\u00b2"}, {"page_size": "\u00b2"}, {"page_size": "9" * 5000}])
+def test_the_console_page_refuses_bad_numbers_with_a_400(regulator, params):
+    client = Client()
+    client.force_login(regulator.user)
+    assert client.get("/supervision/audit/", params).status_code == 400
 
 
 def test_a_bad_cursor_is_a_400(regulator):

@@ -99,3 +99,5 @@ def test_an_unknown_asset(api, console):
     assert api.get(f"{CHAIN}assets/999999/").status_code == 404
     assert console.get("/supervision/provenance/", {"asset": "999999"}).status_code == 404
     assert console.get("/supervision/provenance/", {"asset": "not-a-number"}).status_code == 404
+    assert console.get("/supervision/provenance/", {"asset": "\u00b2"}).status_code == 404  # isdigit(), not int()
+    assert console.get("/supervision/provenance/", {"asset": "9" * 5000}).status_code == 404
