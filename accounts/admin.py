@@ -1,6 +1,10 @@
 from django.contrib import admin
 
+from accounts.forms import AdminSignInForm
 from accounts.models import ApiToken, BeneficialOwner, Membership, Organisation, User
+
+# The admin's sign-in counts wrong passwords and locks as the site's does.
+admin.site.login_form = AdminSignInForm
 
 
 @admin.register(User)

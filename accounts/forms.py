@@ -1,4 +1,5 @@
 from django import forms
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
@@ -7,8 +8,10 @@ from accounts import lockout
 from accounts.models import ApiToken, Organisation
 
 
-class SignInForm(AuthenticationForm):
-    username = forms.EmailField(label=_("E-mail"), widget=forms.EmailInput(attrs={"autofocus": True}))
+class LockoutMixin:
+    """Sign-in that counts wrong passwords and refuses every attempt while the account or the
+    address is locked (accounts.lockout): the site's sign-in and the admin's."""
+
     locked = False
 
     def clean(self):
@@ -26,6 +29,14 @@ class SignInForm(AuthenticationForm):
             if self.cleaned_data.get("username") and self.data.get("password"):
                 lockout.failed(email=email, address=address)
             raise
+
+
+class SignInForm(LockoutMixin, AuthenticationForm):
+    username = forms.EmailField(label=_("E-mail"), widget=forms.EmailInput(attrs={"autofocus": True}))
+
+
+class AdminSignInForm(LockoutMixin, AdminAuthenticationForm):
+    """The Django admin's sign-in, under the same lockout as the site's."""
 
 
 class SignUpForm(forms.Form):

@@ -95,3 +95,28 @@ def test_concurrent_wrong_passwords_each_count(settings):
     assert lockout.locked_for(email="target@example.com", address="") > 0
     lockout.succeeded(email="target@example.com")
     assert lockout.failures(email="target@example.com") == 0
+
+
+def test_the_admin_sign_in_is_locked_by_the_same_counts(client):
+    """Wrong passwords on /admin/login/ count as on the site's sign-in, and lock even the right one."""
+    staff = MembershipFactory().user
+    staff.is_staff = True
+    staff.save(update_fields=["is_staff"])
+    for _ in range(3):
+        response = client.post("/admin/login/", {"username": staff.email, "password": "wrong-password-1"},
+                               REMOTE_ADDR="10.0.0.1")
+        assert response.status_code == 200 and "_auth_user_id" not in client.session
+    response = client.post("/admin/login/?next=/admin/", {"username": staff.email, "password": PASSWORD},
+                           REMOTE_ADDR="10.0.0.1")
+    assert "_auth_user_id" not in client.session and "Too many wrong passwords" in response.content.decode()
+    # The site's sign-in shares the count.
+    assert sign_in(client, staff.email, PASSWORD).status_code == 429
+
+
+def test_the_admin_sign_in_still_signs_staff_in(client):
+    staff = MembershipFactory().user
+    staff.is_staff = True
+    staff.save(update_fields=["is_staff"])
+    response = client.post("/admin/login/?next=/admin/", {"username": staff.email, "password": PASSWORD},
+                           REMOTE_ADDR="10.0.0.1")
+    assert response.status_code == 302 and client.session["_auth_user_id"] == str(staff.pk)
