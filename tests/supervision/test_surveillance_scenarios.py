@@ -10,11 +10,31 @@ from supervision.surveillance.scenarios import PATTERNS, scenario_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+SEVERITY = {"wash_same_owner": "high", "wash_circular": "high", "spoofing": "high", "marking_close": "medium",
+            "hoarding": "medium", "withholding": "medium", "price_move": "info", "volatility_auction": "info"}
+
+
+def severity(alert) -> str:
+    if alert.rule.code == "concentration":  # by level: highly or moderately concentrated
+        return "high" if alert.key.endswith(":high") else "medium"
+    return SEVERITY[alert.rule.code]
+
 
 @pytest.mark.parametrize("pattern", PATTERNS)
 def test_each_pattern_is_flagged_with_its_evidence(pattern):
     outcome = scenario_run([pattern], rounds=30, providers=12, clean_instruments=0)
     assert outcome.ok, outcome.report()
+    assert [a.severity for a in outcome.alerts] == [severity(a) for a in outcome.alerts]
+
+
+def test_spoofing_split_between_two_organisations_of_one_owner_is_one_alert_naming_both():
+    outcome = scenario_run(["spoofing_group"], rounds=30, providers=12, clean_instruments=0)
+    assert outcome.ok, outcome.report()
+    (expected,) = outcome.expected
+    (alert,) = [a for a in outcome.alerts if a.rule.code == "spoofing"]
+    assert set(alert.organisation_ids) == expected.organisation_ids and len(expected.organisation_ids) == 2
+    assert set(alert.evidence["orders"]) == expected.orders and set(alert.evidence["trades"]) == expected.trades
+    assert alert.evidence["figures"]["opposite_trades"] == len(expected.trades)
 
 
 def test_clean_trading_among_many_participants_raises_no_alert():
