@@ -4,8 +4,13 @@ Transactional: every order commits as it would in the exchange, so entry times a
 database's clock at each order (inside one test transaction they would all be its start).
 """
 
-import pytest
+from io import StringIO
 
+import pytest
+from django.core.management import CommandError, call_command
+
+from supervision.models import Rule
+from supervision.surveillance.params import rules_ensure
 from supervision.surveillance.scenarios import PATTERNS, scenario_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -47,3 +52,35 @@ def test_every_pattern_at_once_among_many_participants():
     outcome = scenario_run(PATTERNS, rounds=40, buyers=12, providers=12, seed=7)
     assert {e.pattern for e in outcome.expected} == set(PATTERNS)
     assert outcome.ok, outcome.report()
+
+
+def scenarios_command(*args: str) -> str:
+    out = StringIO()
+    call_command("surveillance_scenarios", *args, stdout=out)
+    return out.getvalue()
+
+
+SMALL = ("--rounds", "3", "--buyers", "8", "--providers", "6", "--clean-instruments", "0")
+
+
+def test_the_command_reports_each_pattern_flagged():
+    report = scenarios_command("--patterns", "wash_circular", *SMALL)
+    assert "flagged  wash_circular" in report and "every pattern flagged, nothing else" in report
+
+
+def test_the_command_fails_when_surveillance_misses_a_pattern():
+    rules_ensure()
+    assert Rule.objects.filter(code="wash_circular").update(enabled=False) == 1  # the regulator switched it off
+    with pytest.raises(CommandError, match="surveillance missed a pattern"):
+        scenarios_command("--patterns", "wash_circular", *SMALL)
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--patterns", "wash_circular,front_running"), "unknown patterns front_running; choose from wash_same_owner"),
+    (("--patterns", "spoofing", "--buyers", "7"), "at least 1 round, 8 buyers and 6 providers"),
+    (("--patterns", "spoofing", "--providers", "5"), "at least 1 round, 8 buyers and 6 providers"),
+    (("--patterns", "spoofing", "--rounds", "0"), "at least 1 round, 8 buyers and 6 providers"),
+], ids=["unknown-pattern", "7-buyers", "5-providers", "no-rounds"])
+def test_the_command_refuses_unknown_patterns_and_too_few_participants(args, message):
+    with pytest.raises(CommandError, match=message):
+        scenarios_command(*args)
