@@ -21,8 +21,8 @@ from exchange.instruments import instrument_open
 from exchange.models import InboxCommand, Instrument, Order, Trade
 from supervision.surveillance.scenario_market import REFERENCE_FEN, Party, ScenarioMarket, engine_for_scenario
 
-PATTERNS = ("wash_same_owner", "wash_circular", "spoofing", "marking_close", "marking_auction", "hoarding",
-            "withholding", "concentration", "volatility")
+PATTERNS = ("wash_same_owner", "wash_circular", "spoofing", "spoofing_group", "marking_close", "marking_auction",
+            "hoarding", "withholding", "concentration", "volatility")
 REF = REFERENCE_FEN
 
 
@@ -209,21 +209,34 @@ class Scenario:
     def play_spoofing(self, instrument: Instrument) -> None:
         """Three large bids well behind the best bid, each pulled within a second, while the
         same provider sells into the bids."""
+        spoofer = self.m.provider("Spoofer")
+        self._spoof(instrument, "spoofing", spoofer, spoofer)
+
+    def play_spoofing_group(self, instrument: Instrument) -> None:
+        """The same split between two organisations of one beneficial owner: a buyer places and
+        pulls the bids, a provider of the group sells into the bids meanwhile."""
+        owner = self.m.owner("Spoof Group")
+        spoofer = self.m.buyer("Group Spoofer", owner=owner)
+        seller = self.m.provider("Group Seller", owner=owner)
+        self._spoof(instrument, "spoofing_group", spoofer, seller, key=f"{owner.id}:{instrument.id}:buy")
+
+    def _spoof(self, instrument: Instrument, pattern: str, spoofer: Party, seller: Party, *,
+               key: str | None = None) -> None:
         m = self.m
-        spoofer = m.provider("Spoofer")
         self.clean_trading([instrument], rounds=2)
-        spoofs, trades = set(), set()
+        spoofs = set()
         for _ in range(3):
             best_bid, _ = m.top(instrument)
             bid = m.place(spoofer, instrument, "buy", best_bid - 30, 60)
             m.settle()
-            m.place(spoofer, instrument, "sell", best_bid, 5, tif="IOC")
+            m.place(seller, instrument, "sell", best_bid, 5, tif="IOC")
             m.settle()
             m.cancel(spoofer, bid)
             m.settle()
             spoofs.add(bid.id)
-        trades = self._trades(instrument, seller=spoofer.organisation)
-        self.expected.append(Expect("spoofing", "spoofing", {spoofer.id}, instrument.id, orders=spoofs, trades=trades,
+        trades = self._trades(instrument, seller=seller.organisation)
+        self.expected.append(Expect(pattern, "spoofing", {spoofer.id, seller.id}, instrument.id, key=key,
+                                    orders=spoofs, trades=trades,
                                     check=lambda f: f["side"] == "buy" and f["orders"] >= 3))
 
     def play_marking_close(self, instrument: Instrument) -> None:

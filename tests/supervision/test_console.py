@@ -64,18 +64,42 @@ async def _close_connections():
     await sync_to_async(connections.close_all)()
 
 
+@pytest.fixture
+def outsider(request, buyer, provider, operator, regulator):
+    """Someone who is not a regulator (None: anonymous), and the scopes of their token."""
+    return {"anonymous": (None, ()), "buyer": (buyer, ("read", "trade")),
+            "provider": (provider, ("read", "trade", "provide")), "operator viewer": (operator, ("read",)),
+            "regulator's viewer": (MembershipFactory(organisation=regulator.organisation, role="viewer"), ("read",)),
+            }[request.param]
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.asyncio
-async def test_the_console_stream_relays_to_regulators_and_refuses_others(regulator, buyer, _close_connections):
+@pytest.mark.parametrize("outsider", ["anonymous", "buyer", "provider", "operator viewer", "regulator's viewer"],
+                         indirect=True)
+async def test_the_console_stream_refuses_everyone_but_regulators(outsider, _close_connections):
+    from channels.layers import get_channel_layer
+
+    member, scopes = outsider
+    query = f"?token={(await sync_to_async(token_client)(member, scopes=scopes)).raw_token}" if member else ""
+    refused = WebsocketCommunicator(application, f"/ws/supervision/{query}", headers=[(b"origin", b"http://127.0.0.1")])
+    await refused.connect()
+    told = await refused.receive_json_from(timeout=3)
+    closed = await refused.receive_output(timeout=3)
+    expected = ("not_authenticated", 4401) if member is None else ("not_regulator", 4403)
+    assert (told["type"], told["code"]) == ("error", expected[0])
+    assert (closed["type"], closed["code"]) == ("websocket.close", expected[1])
+    # Not in the console's group: an alert sent now does not reach it.
+    await get_channel_layer().group_send(CONSOLE_GROUP, {"type": "relay", "events": [{"type": "alert", "id": 1}]})
+    assert await refused.receive_nothing(timeout=0.3)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_the_console_stream_relays_to_regulators(regulator, _close_connections):
     from channels.layers import get_channel_layer
 
     origin = [(b"origin", b"http://127.0.0.1")]
-    refused = WebsocketCommunicator(application, f"/ws/supervision/?token={(await sync_to_async(token_client)(buyer)).raw_token}",
-                                    headers=origin)
-    await refused.connect()
-    assert (await refused.receive_json_from(timeout=3))["code"] == "not_regulator"
-    assert (await refused.receive_output(timeout=3))["type"] == "websocket.close"
-
     token = (await sync_to_async(token_client)(regulator, scopes=("read",))).raw_token
     ws = WebsocketCommunicator(application, f"/ws/supervision/?token={token}", headers=origin)
     connected, _ = await ws.connect()

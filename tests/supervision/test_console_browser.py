@@ -5,7 +5,8 @@ for the module:
   alert, which appears on the page as it is written, without a reload; the regulator takes it
   under review and closes it with a note, and the alert's page shows each new state;
 - every console page, on a market the scenario generator and the statistics helpers traded
-  in, saved as a full-page screenshot (``tests/supervision/screenshots.py``).
+  in, saved as a full-page screenshot (``tests/supervision/screenshots.py``); the overview
+  and an alert's evidence in Simplified Chinese too.
 
 No page logs a script error.
 """
@@ -233,6 +234,39 @@ def test_every_console_page_with_real_data(web, page, regulator, fee_tier, sla_s
     page.goto(f"{web}/supervision/disputes/")
     expect(page.locator("body")).to_contain_text("interconnect was down")
     shots.append(screenshot(page, "disputes"))
+
+    page.goto(f"{web}/supervision/instruments/{spoofing.instrument.code}/")
+    expect(page.locator("#instrument h1")).to_have_text(spoofing.instrument.code)
+    expect(page.locator("#instrument [data-field=state]")).to_have_text("Continuous trading")
+    shots.append(screenshot(page, "instrument"))
+
+    page.goto(f"{web}/supervision/instruments/classes/")
+    expect(page.locator("#groups tr[data-code=AI80]")).to_be_visible()
+    shots.append(screenshot(page, "instrument-classes"))
+
+    page.goto(f"{web}/supervision/instruments/hubs/")
+    expect(page.locator("#groups tr[data-code=NX]")).to_be_visible()
+    shots.append(screenshot(page, "instrument-hubs"))
+
+    page.goto(f"{web}/supervision/participants/owners/")
+    expect(page.locator("body")).to_contain_text("Spoof Group")
+    shots.append(screenshot(page, "owners"))
+
+    page.goto(f"{web}/supervision/participants/tiers/")
+    expect(page.locator("h1")).to_have_text("Fee tiers")
+    shots.append(screenshot(page, "fee-tiers"))
+
+    page.goto(f"{web}/supervision/participants/attestors/")
+    expect(page.locator("body")).to_contain_text("Benchmark Lab")
+    shots.append(screenshot(page, "attestors"))
+
+    page.context.add_cookies([{"name": "django_language", "value": "zh-hans", "url": web}])
+    page.goto(f"{web}/supervision/")
+    expect(page.locator("h1").first).to_have_text("监管控制台")
+    shots.append(screenshot(page, "overview-zh"))
+    page.goto(f"{web}/supervision/alerts/{spoofing.id}/")
+    expect(page.locator("h1")).to_contain_text("幌骗与分层挂单")
+    shots.append(screenshot(page, "alert-evidence-zh"))
 
     assert all(path.stat().st_size > 10_000 for path in shots)
     assert page.errors == []

@@ -1,7 +1,7 @@
 """In headless Chromium, against the running exchange (web server and engine processes): a
 regulator signs in, approves a pending KYC application, halts an instrument from the console
 with a reason, and the market page already open in a second tab shows the halt as it
-happens, without reloading."""
+happens, without reloading (both halted pages are saved with the console's screenshots)."""
 
 import pytest
 from playwright.sync_api import expect
@@ -14,6 +14,7 @@ from supervision.models import SupervisionAction
 from tests.browser.conftest import browser_page, live_exchange  # noqa: F401 (fixtures)
 from tests.exchange.conftest import list_capacity, make_instrument
 from tests.factories import PASSWORD, OrganisationFactory
+from tests.supervision.screenshots import screenshot
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -92,8 +93,8 @@ def test_a_halt_from_the_console_reaches_an_open_market_page(market, live_exchan
     expect(watcher.locator("[data-when-state=halted]")).to_be_visible()
     expect(watcher.locator("#asks tr").first).to_contain_text("21.00")  # kept in the halted book
     assert watcher.evaluate("window.notReloaded") is True
-    watcher.screenshot(path=str(tmp_path / "market-halted.png"))
-    console.screenshot(path=str(tmp_path / "console-instrument.png"), full_page=True)
+    shots = [screenshot(watcher, "market-halted"), screenshot(console, "instrument-halted")]
+    assert all(path.stat().st_size > 10_000 for path in shots)
 
     window.close()
     assert Instrument.objects.get(pk=instrument.pk).state == Instrument.State.HALTED

@@ -13,7 +13,7 @@ from supervision.surveillance.runner import SurveillanceRunner
 pytestmark = pytest.mark.django_db
 
 INST = 7
-OWNERS = {1: 101, 2: 102, 3: 103, 4: 104, 5: 105}  # organisation → beneficial owner
+OWNERS = {1: 101, 2: 102, 3: 103, 4: 104, 5: 105, 6: 101}  # organisation → beneficial owner (1 and 6: one group)
 
 
 class Stream:
@@ -41,6 +41,14 @@ class Stream:
 
     def cancel(self, new, at):
         return Command(next(self.seq), INST, "cancel", new.order_id, None, None, self.t0 + at, new.organisation_id)
+
+    def uncross(self, at, *fills):
+        """A call auction's uncross at ``at``; ``fills``: (buy order, sell order, price, qty)."""
+        command = Command(next(self.seq), INST, "uncross", None, None, None, self.t0 + at)
+        command.trades = [Trade(next(self.ids), INST, command.seq, price, qty, buy.order_id, sell.order_id,
+                                buy.organisation_id, sell.organisation_id, "auction", self.t0 + at)
+                          for buy, sell, price, qty in fills]
+        return command
 
     def cross(self, taker, maker, qty, at):
         """``taker`` (a new order) trades ``qty`` against the resting ``maker``."""
@@ -136,3 +144,51 @@ def test_a_ring_needs_its_legs_in_similar_quantities_within_the_window(s):
     assert ring.figures["legs"] == 3 and ring.figures["owners"] == [101, 102, 103]
     # A two-leg round trip after the window has passed is not a ring.
     assert s.run(*sale(4, 5, 10, 10), *sale(5, 4, 10, 10 + 601)) == []
+
+
+def test_withdrawals_by_two_organisations_of_one_owner_count_together(s):
+    asks = [s.new(org, "sell", 2100, 50, i) for i, org in enumerate((1, 1, 6, 6))]
+    bid = s.new(2, "buy", 1990, 100, 0)
+    first = s.cross(s.new(3, "sell", 2000, 1, 5, tif="IOC", status="filled"), bid, 1, 5)  # 19.90
+    lifted = s.new(4, "sell", 2060, 5, 20)
+    rise = s.cross(s.new(2, "buy", 2060, 5, 21, status="filled"), lifted, 5, 21)  # 20.60: +3.5 %
+    assert s.run(*asks, bid, first, lifted, rise, s.cancel(asks[0], 30)) == []  # 50 SCU·h: not yet 100
+    assert s.run(s.cancel(asks[2], 31)) == [("withholding", f"101:{INST}")]  # 50 more, by the sister
+    finding = s.runner.ctx.findings[0]
+    assert finding.organisation_ids == [1, 6] and set(finding.orders) == {asks[0].order_id, asks[2].order_id}
+
+
+def opening_auction(s, cheap_asks, *, pulled_at):
+    """An opening auction whose clean book alone clears 40 SCU·h at 20.00; ``cheap_asks``: the
+    organisations that each offered 20 SCU·h at 19.40 at the start and pull it at ``pulled_at``
+    (seconds; the uncross is at 1,000, watched from 700). With all 40 in, it would clear at 19.60."""
+    bids = [s.new(2, "buy", 2060, 20, 0), s.new(3, "buy", 2000, 20, 0), s.new(4, "buy", 1960, 20, 0)]
+    offers = [s.new(5, "sell", 1960, 20, 0), s.new(5, "sell", 2000, 20, 0)]
+    cheap = [s.new(org, "sell", 1940, 20, 0) for org in cheap_asks]
+    s.run(*bids, *offers, *cheap)
+    pulls = s.run(*[s.cancel(order, pulled_at) for order in cheap])
+    found = s.run(s.uncross(1000, (bids[0], offers[0], 2000, 20), (bids[1], offers[1], 2000, 20)))
+    return cheap, pulls + found
+
+
+def test_a_late_cancel_is_marking_only_if_the_price_moves_and_the_cancel_is_late():
+    s = Stream()
+    cheap, found = opening_auction(s, [1, 1], pulled_at=950)
+    assert found == [("marking_close", f"101:{INST}:auction")]
+    finding = s.runner.ctx.findings[0]
+    assert (finding.severity, finding.organisation_ids, set(finding.orders)) == (
+        "medium", [1], {order.order_id for order in cheap})
+    assert {k: finding.figures[k] for k in ("at", "clearing_price", "price_without", "move_bps", "orders_entered",
+                                            "orders_cancelled")} == {
+        "at": "auction", "clearing_price": "20.00", "price_without": "19.60", "move_bps": 204, "orders_entered": 0,
+        "orders_cancelled": 2}
+    # Pulled before the last five minutes, or only half of them (20.00 either way): nothing to flag.
+    assert opening_auction(Stream(), [1, 1], pulled_at=650)[1] == []
+    assert opening_auction(Stream(), [1], pulled_at=950)[1] == []
+
+
+def test_cheap_offers_pulled_late_by_two_organisations_of_one_owner_mark_the_uncross_together():
+    s = Stream()  # either pull alone leaves the price at 20.00 (above)
+    _, found = opening_auction(s, [1, 6], pulled_at=950)
+    assert found == [("marking_close", f"101:{INST}:auction")]
+    assert s.runner.ctx.findings[0].organisation_ids == [1, 6]

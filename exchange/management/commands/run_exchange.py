@@ -76,6 +76,19 @@ class Supervisor:
                 child.kill()
 
 
+def exchange_commands(*, host: str, port: int, web_processes: int, simulate: bool) -> dict[str, list[str]]:
+    """Every child process of the exchange, by name: its command line (run from the project's folder)."""
+    python = sys.executable
+    web = [python, "-m", "exchange.serve", "--host", host, "--port", str(port)]
+    commands = {f"web-{i + 1}": web for i in range(web_processes)}
+    commands["engine"] = [python, "manage.py", "run_engine", "--shard", "0/1"]
+    commands["settlement"] = [python, "manage.py", "run_settlement", "--shard", "0/1"]
+    commands["surveillance"] = [python, "manage.py", "run_surveillance"]
+    if simulate:
+        commands["simulator"] = [python, "manage.py", "simulate_market"]
+    return commands
+
+
 class Command(BaseCommand):
     help = "Run web and background processes until Ctrl-C."
 
@@ -90,14 +103,8 @@ class Command(BaseCommand):
                             help="do not run the demo market simulator (or set SIMULATE=0)")
 
     def handle(self, *args, host, port, **options):
-        python = sys.executable
-        web = [python, "-m", "exchange.serve", "--host", host, "--port", str(port)]
-        commands = {f"web-{i + 1}": web for i in range(options["web_processes"])}
-        commands["engine"] = [python, "manage.py", "run_engine", "--shard", "0/1"]
-        commands["settlement"] = [python, "manage.py", "run_settlement", "--shard", "0/1"]
-        commands["surveillance"] = [python, "manage.py", "run_surveillance"]
-        if not options["no_simulation"]:
-            commands["simulator"] = [python, "manage.py", "simulate_market"]
+        commands = exchange_commands(host=host, port=port, web_processes=options["web_processes"],
+                                     simulate=not options["no_simulation"])
         supervisor = Supervisor(commands, write=self.stdout.write)
         PIDFILE.write_text(str(os.getpid()))
         stopping = False
