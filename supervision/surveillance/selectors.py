@@ -11,6 +11,7 @@ from accounts.models import Organisation
 from exchange.money import cny
 from exchange.models import Order, Trade
 from supervision.models import Alert, Rule
+from supervision.surveillance.figures import VALUES
 from supervision.surveillance.params import SPECS, RuleSpec, effective, rules_ensure
 
 EVIDENCE_ROWS = 200
@@ -100,7 +101,7 @@ def alert_summary(alert: Alert) -> str:
         if code == "spoofing":
             return _("%(orders)s large %(side)s orders (%(qty)s SCU·h) pulled within %(life)s s, at least "
                      "%(away)s bp behind the touch; %(opposite)s opposite trade(s)") % {
-                "orders": f["orders"], "side": f["side"], "qty": f["qty_scu_h"], "life": f["longest_life_s"],
+                "orders": f["orders"], "side": str(VALUES.get(("side", f["side"]), f["side"])), "qty": f["qty_scu_h"], "life": f["longest_life_s"],
                 "away": f["least_behind_touch_bps"], "opposite": f["opposite_trades"]}
         if code == "marking_close" and f.get("at") == "auction":
             return _("Late orders moved the auction's clearing price %(move)s bp (%(without)s without them, "

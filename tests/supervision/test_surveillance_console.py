@@ -86,6 +86,9 @@ def test_the_alert_page_shows_the_evidence(client, wash_alert, regulator):
         assert text in page, text
     chinese = client.get(f"/supervision/alerts/{wash_alert.id}/", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
     assert "<th>受益所有人</th>" in chinese and "<th>成交量（SCU·h）</th>" in chinese
+    # The orders' and trades' sides, types and states in the reader's language, not their codes.
+    assert ">卖出</td>" in chinese and ">买入</td>" in chinese and "<td>限价 GTC</td>" in chinese
+    assert ">sell</td>" not in chinese and ">buy</td>" not in chinese and ">filled</td>" not in chinese
     listing = client.get("/supervision/alerts/").content.decode()
     assert f'href="/supervision/alerts/{wash_alert.id}/"' in listing and seller.organisation.name in listing
 
@@ -216,3 +219,20 @@ def test_rules_through_the_api(regulator):
     assert replay.json() == changed.json() and SupervisionAction.objects.filter(action="rule_update").count() == 1
     assert client.patch(f"{API}rules/nonsense/", {"reason": "x", "enabled": True}, format="json").status_code == 404
     assert client.get(f"{API}rules/nonsense/").status_code == 404
+
+
+def test_the_spoofing_summary_names_the_side_in_the_readers_language():
+    from django.utils import translation
+
+    from supervision.models import Rule
+    from supervision.surveillance.params import rules_ensure
+    from supervision.surveillance.selectors import alert_summary
+
+    rules_ensure()
+    alert = Alert(rule=Rule.objects.get(code="spoofing"), evidence={"figures": {
+        "orders": 3, "side": "buy", "qty_scu_h": 300, "longest_life_s": 4, "least_behind_touch_bps": 120,
+        "opposite_trades": 2}})
+    assert "3 large buy orders" in alert_summary(alert)
+    with translation.override("zh-hans"):
+        summary = alert_summary(alert)
+    assert "buy" not in summary and "买" in summary
