@@ -1,7 +1,9 @@
 """Who may call what: every page and every API operation × every kind of caller.
 
 The endpoints are enumerated from Django's URL resolver and from the OpenAPI document, so
-an endpoint added without a row in TABLE fails ``test_every_endpoint_has_a_row``. Each
+an endpoint added without a row in TABLE fails ``test_every_endpoint_has_a_row``: each
+operation the document describes has a row of its own, and every other resolved route (the
+pages, and routes under /api/ such as the schema and its readers) a page row. Each
 request is sent in a savepoint that is rolled back, so one caller's write (a cancel, a
 revocation) does not change what the next caller sees.
 
@@ -10,8 +12,9 @@ or signed in), ``provider`` (a provider's admin, ``read trade provide``), ``atte
 attestor's admin, ``read provide``), ``regulator`` (``read``), ``viewer`` (a viewer of the
 exchange operator, ``read``), ``other`` (a trader of another buyer: none of the objects
 named in the URL are its own). API operations are called with the caller's token; pages
-with its session. Writes send an empty body: a caller who may write gets 400 (or a
-business refusal), one who may not gets 401/403/404 before the body is looked at.
+(every row that is not an operation) with its session. Writes send an empty body: a caller
+who may write gets 400 (or a business refusal), one who may not gets 401/403/404 before the
+body is looked at.
 """
 
 from __future__ import annotations
@@ -197,6 +200,10 @@ TABLE: dict[str, dict[str, int]] = {
     "GET /accounts/tokens/<int:token_id>/revoke/": _row(302, 405, 405, 405, 405, 405, 405),
     "POST /accounts/tokens/<int:token_id>/revoke/": _row(302, 302, 404, 404, 404, 404, 404),
     "GET /admin/": everyone(302),
+    # Under /api/ but not API operations: the OpenAPI document and its two readers, for anyone.
+    "GET /api/schema/": everyone(200),
+    "GET /api/docs/": everyone(200),
+    "GET /api/redoc/": everyone(200),
     "GET /capacity/": everyone(200),
     "GET /capacity/assets/<int:asset_id>/": everyone(200),
     "GET /capacity/assets/<int:asset_id>/inventory/": _row(302, 405, 405, 405, 405, 405, 405),
@@ -310,10 +317,21 @@ def _patterns(resolvers, prefix=""):
             yield route
 
 
-def page_routes() -> set[str]:
-    """Every URL pattern outside /api/ as ``/route/`` with its converters (``<int:asset_id>``)."""
-    return {"/" + route.lstrip("^").rstrip("$") for route in _patterns(get_resolver().url_patterns)
-            if not route.startswith("api/")}
+def openapi_path(route: str) -> str:
+    """``/api/v1/assets/<int:pk>/`` as the OpenAPI document names it: ``/api/v1/assets/{id}/``
+    (drf-spectacular calls a ``pk`` ``id``). A route it cannot translate is left to the page rows."""
+    def name(match):
+        return "{id}" if match.group(1) == "pk" else "{%s}" % match.group(1)
+
+    return re.sub(r"<(?:\w+:)?(\w+)>", name, route)
+
+
+def page_routes(schema) -> set[str]:
+    """Every URL pattern the OpenAPI document does not describe, as ``/route/`` with its
+    converters (``<int:asset_id>``): the pages, and routes under /api/ such as the schema and
+    the API reference. Only documented operations are left to the operation rows."""
+    routes = {"/" + route.lstrip("^").rstrip("$") for route in _patterns(get_resolver().url_patterns)}
+    return {route for route in routes if openapi_path(route) not in schema["paths"]}
 
 
 def api_operations(schema) -> set[str]:
@@ -434,11 +452,12 @@ def bodies(members) -> dict[str, dict]:
     }
 
 
-def call(world, actor: str, key: str) -> int:
+def call(world, actor: str, key: str, *, api: bool) -> int:
+    """``key`` as ``actor``: an API operation (``api``) with its token, anything else with its session."""
     members, tokens, ids = world
     method, route = key.split(" ", 1)
     url = fill(route, ids)
-    if route.startswith("/api/"):
+    if api:
         client = APIClient()
         if actor != "anon":
             client.credentials(HTTP_AUTHORIZATION=f"Token {tokens[actor]}")
@@ -460,19 +479,19 @@ def call(world, actor: str, key: str) -> int:
 
 def test_every_endpoint_has_a_row(schema):
     """An endpoint without a row is an endpoint nobody decided access for."""
-    api_rows = {key for key in TABLE if " /api/" in key}
-    assert api_operations(schema) - api_rows == set(), "API operations without a row"
-    assert api_rows - api_operations(schema) == set(), "rows for API operations that no longer exist"
-    page_rows = {key.split(" ", 1)[1] for key in TABLE if " /api/" not in key}
-    assert page_routes() - page_rows == set(), "pages without a row"
-    assert page_rows - page_routes() == set(), "rows for pages that no longer exist"
+    operations = api_operations(schema)
+    assert operations - TABLE.keys() == set(), "API operations without a row"
+    page_rows = {key.split(" ", 1)[1] for key in TABLE if key not in operations}
+    assert page_routes(schema) - page_rows == set(), "pages without a row"
+    assert page_rows - page_routes(schema) == set(), "rows for pages or API operations that no longer exist"
 
 
-def test_who_may_call_what(world):
+def test_who_may_call_what(world, schema):
+    operations = api_operations(schema)
     wrong = []
     for key, expected in TABLE.items():
         for actor in ACTORS:
-            status = call(world, actor, key)
+            status = call(world, actor, key, api=key in operations)
             if status != expected[actor]:
                 wrong.append(f"{key} as {actor}: {status}, expected {expected[actor]}")
     assert not wrong, "\n".join(wrong)
