@@ -5,7 +5,8 @@ an endpoint added without a row in TABLE fails ``test_every_endpoint_has_a_row``
 operation the document describes has a row of its own, and every other resolved route (the
 pages, and routes under /api/ such as the schema and its readers) a page row. Each
 request is sent in a savepoint that is rolled back, so one caller's write (a cancel, a
-revocation) does not change what the next caller sees.
+revocation) does not change what the next caller sees. WS_TABLE does the same for every
+WebSocket route of ``exchange/routing.py``, opened through the ASGI application.
 
 Callers: ``anon`` (nobody), ``buyer`` (a trader of a verified buyer, token ``read trade``,
 or signed in), ``provider`` (a provider's admin, ``read trade provide``), ``attestor`` (an
@@ -22,6 +23,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
 from django.db import transaction
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
@@ -29,6 +32,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import Membership, Organisation
 from accounts.services import token_create
+from exchange.asgi import application
 from exchange.funds import funds_request_create
 from exchange import ledger, services
 from tests.exchange.conftest import list_capacity, make_instrument
@@ -302,6 +306,32 @@ TABLE: dict[str, dict[str, int]] = {
 }
 
 
+OPEN, REFUSED = "open", "refused"
+
+# ---- WebSockets (every route of exchange/routing.py), each caller two ways: "session" as the site's
+# own page opens it (its Origin and the caller's session cookie; anon has none) and "token" as a program
+# does (no Origin, ?token= with the caller's token; anon none). Then a token nobody issued, the buyer's
+# and the regulator's tokens without `read` (`trade`; `supervise`), and the regulator's session cookie
+# sent by another site's page. OPEN: accepted and kept open; 4401/4403: accepted, told why, then
+# closed; REFUSED: closed before the handshake (the server answers 403), as the Origin rule has it.
+WS_TABLE: dict[str, dict] = {
+    # The caller's own organisation's stream: whoever may read it.
+    "/ws/events/": {"session": _row(4401, OPEN, OPEN, OPEN, OPEN, OPEN, OPEN),
+                    "token": _row(4401, OPEN, OPEN, OPEN, OPEN, OPEN, OPEN),
+                    "bad token": 4401, "buyer without read": 4403, "regulator without read": 4403,
+                    "cross-site": REFUSED},
+    # Public market data: no credentials are read.
+    "/ws/market/": {"session": everyone(OPEN), "token": everyone(OPEN),
+                    "bad token": OPEN, "buyer without read": OPEN, "regulator without read": OPEN,
+                    "cross-site": REFUSED},
+    # The supervision console's stream: the regulator only.
+    "/ws/supervision/": {"session": _row(4401, 4403, 4403, 4403, OPEN, 4403, 4403),
+                         "token": _row(4401, 4403, 4403, 4403, OPEN, 4403, 4403),
+                         "bad token": 4401, "buyer without read": 4403, "regulator without read": 4403,
+                         "cross-site": REFUSED},
+}
+
+
 # --------------------------------------------------------------------------- enumeration
 
 
@@ -334,6 +364,12 @@ def page_routes(schema) -> set[str]:
     return {route for route in routes if openapi_path(route) not in schema["paths"]}
 
 
+def websocket_routes() -> set[str]:
+    from exchange.routing import websocket_urlpatterns
+
+    return {"/" + str(entry.pattern) for entry in websocket_urlpatterns}
+
+
 def api_operations(schema) -> set[str]:
     return {f"{method.upper()} {path}" for path, operations in schema["paths"].items() for method in operations}
 
@@ -350,6 +386,18 @@ def schema():
 # --------------------------------------------------------------------------- the world
 
 
+def members_make(*, attestor: Membership) -> dict[str, Membership]:
+    """One membership per caller but ``anon``; ``attestor`` is the attestor's admin."""
+    return {
+        "buyer": MembershipFactory(organisation__kind=Organisation.Kind.BUYER, role=Membership.Role.TRADER),
+        "provider": MembershipFactory(organisation__kind=Organisation.Kind.PROVIDER, role=Membership.Role.PROVIDER_ADMIN),
+        "attestor": attestor,
+        "regulator": MembershipFactory(organisation__kind=Organisation.Kind.REGULATOR, role=Membership.Role.REGULATOR),
+        "viewer": MembershipFactory(organisation__kind=Organisation.Kind.OPERATOR, role=Membership.Role.VIEWER),
+        "other": MembershipFactory(organisation__kind=Organisation.Kind.BUYER, role=Membership.Role.TRADER),
+    }
+
+
 @pytest.fixture
 def world(catalogue, device_type, attestor_key):
     """One of each caller, and one object of each kind owned by the buyer or the provider."""
@@ -357,14 +405,7 @@ def world(catalogue, device_type, attestor_key):
     from marketplace.models import Attestation
 
     FeeTier.objects.get_or_create(code="standard", defaults=dict(name="Standard", maker_bps=2, taker_bps=5, is_default=True))
-    members = {
-        "buyer": MembershipFactory(organisation__kind=Organisation.Kind.BUYER, role=Membership.Role.TRADER),
-        "provider": MembershipFactory(organisation__kind=Organisation.Kind.PROVIDER, role=Membership.Role.PROVIDER_ADMIN),
-        "attestor": attestor_key[0].organisation.memberships.get(),
-        "regulator": MembershipFactory(organisation__kind=Organisation.Kind.REGULATOR, role=Membership.Role.REGULATOR),
-        "viewer": MembershipFactory(organisation__kind=Organisation.Kind.OPERATOR, role=Membership.Role.VIEWER),
-        "other": MembershipFactory(organisation__kind=Organisation.Kind.BUYER, role=Membership.Role.TRADER),
-    }
+    members = members_make(attestor=attestor_key[0].organisation.memberships.get())
     instrument = make_instrument()
     period = list_capacity(organisation=members["provider"].organisation, instrument=instrument, scu_h=1000)
     ledger.deposit(organisation=members["buyer"].organisation, amount_fen=1_000_000_00)
@@ -474,6 +515,59 @@ def call(world, actor: str, key: str, *, api: bool) -> int:
     return response.status_code
 
 
+@pytest.fixture
+def edge_world(attestor):
+    """For requests through the ASGI application, whose sockets read the database on connections
+    of their own: each caller committed (the test is transactional), with a token and a session.
+    ``tokens`` also holds the buyer's and the regulator's tokens ``without read`` (``trade``; ``supervise``)."""
+    members = members_make(attestor=attestor)
+    tokens = {name: token_create(membership=m, name="matrix", scopes=list(SCOPES[name]))[1] for name, m in members.items()}
+    for name, scope in (("buyer", "trade"), ("regulator", "supervise")):
+        tokens[f"{name} without read"] = token_create(membership=members[name], name="no read", scopes=[scope])[1]
+    sessions = {}
+    for name, member in members.items():
+        client = Client()
+        client.force_login(member.user)
+        sessions[name] = client.cookies[settings.SESSION_COOKIE_NAME].value
+    return members, tokens, sessions
+
+
+SAME_SITE, CROSS_SITE = (b"origin", b"http://127.0.0.1"), (b"origin", b"http://evil.example")
+
+
+def ws_attempts(world, expected: dict):
+    """(who, query string, headers, expected outcome) for one WebSocket row."""
+    _, tokens, sessions = world
+
+    def cookie(actor):
+        return (b"cookie", f"{settings.SESSION_COOKIE_NAME}={sessions[actor]}".encode())
+
+    for actor in ACTORS:
+        yield (f"{actor} (session)", "", [SAME_SITE] + ([cookie(actor)] if actor != "anon" else []),
+               expected["session"][actor])
+        yield f"{actor} (token)", f"?token={tokens[actor]}" if actor != "anon" else "", [], expected["token"][actor]
+    yield "bad token", "?token=cx_nobody_issued", [], expected["bad token"]
+    for who in ("buyer without read", "regulator without read"):
+        yield who, f"?token={tokens[who]}", [], expected[who]
+    yield "cross-site", "", [CROSS_SITE, cookie("regulator")], expected["cross-site"]
+
+
+async def ws_open(route: str, query: str, headers: list):
+    """OPEN, REFUSED or the close code a WebSocket to ``route`` gets as it opens."""
+    socket = WebsocketCommunicator(application, route + query, headers=headers)
+    connected, _ = await socket.connect(timeout=5)
+    if not connected:
+        return REFUSED
+    # A consumer takes one message at a time: by the time it has taken the client's disconnect,
+    # whatever its connect decided (a close and its code) is in the output.
+    await socket.disconnect(timeout=5)
+    while not socket.output_queue.empty():
+        message = socket.output_queue.get_nowait()
+        if message["type"] == "websocket.close":
+            return message.get("code", 1000)
+    return OPEN
+
+
 # --------------------------------------------------------------------------- the tests
 
 
@@ -484,6 +578,8 @@ def test_every_endpoint_has_a_row(schema):
     page_rows = {key.split(" ", 1)[1] for key in TABLE if key not in operations}
     assert page_routes(schema) - page_rows == set(), "pages without a row"
     assert page_rows - page_routes(schema) == set(), "rows for pages or API operations that no longer exist"
+    assert websocket_routes() - WS_TABLE.keys() == set(), "WebSocket routes without a row"
+    assert WS_TABLE.keys() - websocket_routes() == set(), "rows for WebSocket routes that no longer exist"
 
 
 def test_who_may_call_what(world, schema):
@@ -494,4 +590,16 @@ def test_who_may_call_what(world, schema):
             status = call(world, actor, key, api=key in operations)
             if status != expected[actor]:
                 wrong.append(f"{key} as {actor}: {status}, expected {expected[actor]}")
+    assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_who_may_open_which_websocket(edge_world, asgi_closed):
+    wrong = []
+    for route, expected in WS_TABLE.items():
+        for who, query, headers, outcome in ws_attempts(edge_world, expected):
+            got = await ws_open(route, query, headers)
+            if got != outcome:
+                wrong.append(f"{route} as {who}: {got}, expected {outcome}")
     assert not wrong, "\n".join(wrong)
