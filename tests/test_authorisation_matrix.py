@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.db import transaction
@@ -32,9 +33,10 @@ from rest_framework.test import APIClient
 
 from accounts.models import Membership, Organisation
 from accounts.services import token_create
-from exchange.asgi import application
+from exchange.asgi import application, order_entry
 from exchange.funds import funds_request_create
-from exchange import ledger, services
+from exchange import fastpath, ledger, services
+from tests.asgi import asgi_request
 from tests.exchange.conftest import list_capacity, make_instrument
 from tests.factories import MembershipFactory
 from tests.settlement.parties import allocation_make, dispute_make
@@ -331,6 +333,29 @@ WS_TABLE: dict[str, dict] = {
                          "cross-site": REFUSED},
 }
 
+# ---- The fast order route (exchange/fastpath.py): a POST to these paths with a token is answered by
+# the lean ASGI handler, not Django (without a token it falls back to Django). Each caller sends its
+# token and one complete buy order, so the order statement's own checks are reached too; then a
+# token nobody issued, the buyer's read-only token and its token without `read`, and the attestor's
+# admin's token with `trade` (its role allows it). Who may trade is funded: "201" means placed. The
+# outcome is the route that answered, the status and the refusal's code (a batch: each order's
+# status); the DRF view, given the same token and order, must agree.
+FAST_CALLERS = (*ACTORS, "bad token", "buyer read-only", "buyer without read", "attestor trading")
+FAST_TABLE: dict[str, dict[str, str]] = {
+    "/api/v1/orders/": {
+        "anon": "django 401 not_authenticated", "buyer": "fast 201", "provider": "fast 201",
+        "attestor": "fast 403 scope_missing", "regulator": "fast 403 scope_missing",
+        "viewer": "fast 403 scope_missing", "other": "fast 201", "bad token": "fast 401 token_invalid",
+        "buyer read-only": "fast 403 scope_missing", "buyer without read": "fast 201",
+        "attestor trading": "fast 201"},
+    "/api/v1/orders/batch/": {
+        "anon": "django 401 not_authenticated", "buyer": "fast 200 accepted", "provider": "fast 200 accepted",
+        "attestor": "fast 403 scope_missing", "regulator": "fast 403 scope_missing",
+        "viewer": "fast 403 scope_missing", "other": "fast 200 accepted", "bad token": "fast 401 token_invalid",
+        "buyer read-only": "fast 403 scope_missing", "buyer without read": "fast 200 accepted",
+        "attestor trading": "fast 200 accepted"},
+}
+
 
 # --------------------------------------------------------------------------- enumeration
 
@@ -568,6 +593,46 @@ async def ws_open(route: str, query: str, headers: list):
     return OPEN
 
 
+@pytest.fixture
+def order_world(edge_world):
+    """``edge_world`` with an instrument, funds for every organisation that may trade, and the
+    fast route's extra tokens."""
+    from exchange.models import FeeTier
+
+    members, tokens, _ = edge_world
+    FeeTier.objects.get_or_create(code="standard", defaults=dict(name="Standard", maker_bps=2, taker_bps=5, is_default=True))
+    instrument = make_instrument()
+    for name in ("buyer", "provider", "attestor", "other"):
+        ledger.deposit(organisation=members[name].organisation, amount_fen=1_000_000_00)
+    tokens = {**tokens, "bad token": "cx_nobody_issued",
+              "buyer read-only": token_create(membership=members["buyer"], name="read", scopes=["read"])[1],
+              "attestor trading": token_create(membership=members["attestor"], name="trade", scopes=["read", "trade"])[1]}
+    return instrument, tokens
+
+
+def order_body(path: str, instrument, client_order_id: str) -> dict:
+    """One buy order the caller can pay for, alone or as a batch of one, as ``path`` takes it."""
+    order = {"instrument": instrument.code, "side": "buy", "price": "19.00", "qty": 1, "client_order_id": client_order_id}
+    return {"orders": [order]} if fastpath.PATHS[path] == "batch" else order
+
+
+def order_outcome(status: int, body: dict) -> str:
+    """``201``, ``403 scope_missing``, or for a batch ``200`` and each order's status or refusal."""
+    if status >= 400:
+        return f"{status} {body.get('code')}"
+    if "results" in body:
+        return f"{status} " + ",".join(r["code"] if r["status"] == "rejected" else r["status"] for r in body["results"])
+    return str(status)
+
+
+def drf_order(path: str, body: dict, token: str | None) -> str:
+    client = APIClient()
+    if token is not None:
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    response = client.post(path, body, format="json")
+    return order_outcome(response.status_code, response.json())
+
+
 # --------------------------------------------------------------------------- the tests
 
 
@@ -580,6 +645,7 @@ def test_every_endpoint_has_a_row(schema):
     assert page_rows - page_routes(schema) == set(), "rows for pages or API operations that no longer exist"
     assert websocket_routes() - WS_TABLE.keys() == set(), "WebSocket routes without a row"
     assert WS_TABLE.keys() - websocket_routes() == set(), "rows for WebSocket routes that no longer exist"
+    assert FAST_TABLE.keys() == fastpath.PATHS.keys(), "the fast order route's paths and FAST_TABLE differ"
 
 
 def test_who_may_call_what(world, schema):
@@ -602,4 +668,31 @@ async def test_who_may_open_which_websocket(edge_world, asgi_closed):
             got = await ws_open(route, query, headers)
             if got != outcome:
                 wrong.append(f"{route} as {who}: {got}, expected {outcome}")
+    assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_who_may_place_orders_on_the_fast_route(order_world, asgi_closed, monkeypatch):
+    instrument, tokens = order_world
+    to_django = order_entry.fallback
+    served = []
+
+    async def fallback(scope, receive, send):
+        served.append("django")
+        return await to_django(scope, receive, send)
+
+    monkeypatch.setattr(order_entry, "fallback", fallback)
+    wrong = []
+    for path, expected in FAST_TABLE.items():
+        for who in FAST_CALLERS:
+            served.clear()
+            status, reply = await asgi_request("POST", path, order_body(path, instrument, f"{who}, asgi, {path}"),
+                                               tokens.get(who))
+            got = f"{served[0] if served else 'fast'} {order_outcome(status, reply)}"
+            drf = await sync_to_async(drf_order)(path, order_body(path, instrument, f"{who}, drf, {path}"), tokens.get(who))
+            if got != expected[who]:
+                wrong.append(f"{path} as {who}: {got}, expected {expected[who]}")
+            if drf != got.split(" ", 1)[1]:
+                wrong.append(f"{path} as {who}: {got} but {drf} from the DRF view")
     assert not wrong, "\n".join(wrong)
