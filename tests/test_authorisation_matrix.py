@@ -1,17 +1,21 @@
 """Who may call what: every page and every API operation × every kind of caller.
 
 The endpoints are enumerated from Django's URL resolver and from the OpenAPI document, so
-an endpoint added without a row in TABLE fails ``test_every_endpoint_has_a_row``. Each
+an endpoint added without a row in TABLE fails ``test_every_endpoint_has_a_row``: each
+operation the document describes has a row of its own, and every other resolved route (the
+pages, and routes under /api/ such as the schema and its readers) a page row. Each
 request is sent in a savepoint that is rolled back, so one caller's write (a cancel, a
-revocation) does not change what the next caller sees.
+revocation) does not change what the next caller sees. WS_TABLE does the same for every
+WebSocket route of ``exchange/routing.py``, opened through the ASGI application.
 
 Callers: ``anon`` (nobody), ``buyer`` (a trader of a verified buyer, token ``read trade``,
 or signed in), ``provider`` (a provider's admin, ``read trade provide``), ``attestor`` (an
 attestor's admin, ``read provide``), ``regulator`` (``read``), ``viewer`` (a viewer of the
 exchange operator, ``read``), ``other`` (a trader of another buyer: none of the objects
 named in the URL are its own). API operations are called with the caller's token; pages
-with its session. Writes send an empty body: a caller who may write gets 400 (or a
-business refusal), one who may not gets 401/403/404 before the body is looked at.
+(every row that is not an operation) with its session. Writes send an empty body: a caller
+who may write gets 400 (or a business refusal), one who may not gets 401/403/404 before the
+body is looked at.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ from __future__ import annotations
 import re
 
 import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
 from django.db import transaction
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
@@ -26,8 +33,10 @@ from rest_framework.test import APIClient
 
 from accounts.models import Membership, Organisation
 from accounts.services import token_create
+from exchange.asgi import application, order_entry
 from exchange.funds import funds_request_create
-from exchange import ledger, services
+from exchange import fastpath, ledger, services
+from tests.asgi import asgi_request
 from tests.exchange.conftest import list_capacity, make_instrument
 from tests.factories import MembershipFactory
 from tests.settlement.parties import allocation_make, dispute_make
@@ -197,6 +206,10 @@ TABLE: dict[str, dict[str, int]] = {
     "GET /accounts/tokens/<int:token_id>/revoke/": _row(302, 405, 405, 405, 405, 405, 405),
     "POST /accounts/tokens/<int:token_id>/revoke/": _row(302, 302, 404, 404, 404, 404, 404),
     "GET /admin/": everyone(302),
+    # Under /api/ but not API operations: the OpenAPI document and its two readers, for anyone.
+    "GET /api/schema/": everyone(200),
+    "GET /api/docs/": everyone(200),
+    "GET /api/redoc/": everyone(200),
     "GET /capacity/": everyone(200),
     "GET /capacity/assets/<int:asset_id>/": everyone(200),
     "GET /capacity/assets/<int:asset_id>/inventory/": _row(302, 405, 405, 405, 405, 405, 405),
@@ -295,6 +308,55 @@ TABLE: dict[str, dict[str, int]] = {
 }
 
 
+OPEN, REFUSED = "open", "refused"
+
+# ---- WebSockets (every route of exchange/routing.py), each caller two ways: "session" as the site's
+# own page opens it (its Origin and the caller's session cookie; anon has none) and "token" as a program
+# does (no Origin, ?token= with the caller's token; anon none). Then a token nobody issued, the buyer's
+# and the regulator's tokens without `read` (`trade`; `supervise`), and the regulator's session cookie
+# sent by another site's page. OPEN: accepted and kept open; 4401/4403: accepted, told why, then
+# closed; REFUSED: closed before the handshake (the server answers 403), as the Origin rule has it.
+WS_TABLE: dict[str, dict] = {
+    # The caller's own organisation's stream: whoever may read it.
+    "/ws/events/": {"session": _row(4401, OPEN, OPEN, OPEN, OPEN, OPEN, OPEN),
+                    "token": _row(4401, OPEN, OPEN, OPEN, OPEN, OPEN, OPEN),
+                    "bad token": 4401, "buyer without read": 4403, "regulator without read": 4403,
+                    "cross-site": REFUSED},
+    # Public market data: no credentials are read.
+    "/ws/market/": {"session": everyone(OPEN), "token": everyone(OPEN),
+                    "bad token": OPEN, "buyer without read": OPEN, "regulator without read": OPEN,
+                    "cross-site": REFUSED},
+    # The supervision console's stream: the regulator only.
+    "/ws/supervision/": {"session": _row(4401, 4403, 4403, 4403, OPEN, 4403, 4403),
+                         "token": _row(4401, 4403, 4403, 4403, OPEN, 4403, 4403),
+                         "bad token": 4401, "buyer without read": 4403, "regulator without read": 4403,
+                         "cross-site": REFUSED},
+}
+
+# ---- The fast order route (exchange/fastpath.py): a POST to these paths with a token is answered by
+# the lean ASGI handler, not Django (without a token it falls back to Django). Each caller sends its
+# token and one complete buy order, so the order statement's own checks are reached too; then a
+# token nobody issued, the buyer's read-only token and its token without `read`, and the attestor's
+# admin's token with `trade` (its role allows it). Who may trade is funded: "201" means placed. The
+# outcome is the route that answered, the status and the refusal's code (a batch: each order's
+# status); the DRF view, given the same token and order, must agree.
+FAST_CALLERS = (*ACTORS, "bad token", "buyer read-only", "buyer without read", "attestor trading")
+FAST_TABLE: dict[str, dict[str, str]] = {
+    "/api/v1/orders/": {
+        "anon": "django 401 not_authenticated", "buyer": "fast 201", "provider": "fast 201",
+        "attestor": "fast 403 scope_missing", "regulator": "fast 403 scope_missing",
+        "viewer": "fast 403 scope_missing", "other": "fast 201", "bad token": "fast 401 token_invalid",
+        "buyer read-only": "fast 403 scope_missing", "buyer without read": "fast 201",
+        "attestor trading": "fast 201"},
+    "/api/v1/orders/batch/": {
+        "anon": "django 401 not_authenticated", "buyer": "fast 200 accepted", "provider": "fast 200 accepted",
+        "attestor": "fast 403 scope_missing", "regulator": "fast 403 scope_missing",
+        "viewer": "fast 403 scope_missing", "other": "fast 200 accepted", "bad token": "fast 401 token_invalid",
+        "buyer read-only": "fast 403 scope_missing", "buyer without read": "fast 200 accepted",
+        "attestor trading": "fast 200 accepted"},
+}
+
+
 # --------------------------------------------------------------------------- enumeration
 
 
@@ -310,10 +372,27 @@ def _patterns(resolvers, prefix=""):
             yield route
 
 
-def page_routes() -> set[str]:
-    """Every URL pattern outside /api/ as ``/route/`` with its converters (``<int:asset_id>``)."""
-    return {"/" + route.lstrip("^").rstrip("$") for route in _patterns(get_resolver().url_patterns)
-            if not route.startswith("api/")}
+def openapi_path(route: str) -> str:
+    """``/api/v1/assets/<int:pk>/`` as the OpenAPI document names it: ``/api/v1/assets/{id}/``
+    (drf-spectacular calls a ``pk`` ``id``). A route it cannot translate is left to the page rows."""
+    def name(match):
+        return "{id}" if match.group(1) == "pk" else "{%s}" % match.group(1)
+
+    return re.sub(r"<(?:\w+:)?(\w+)>", name, route)
+
+
+def page_routes(schema) -> set[str]:
+    """Every URL pattern the OpenAPI document does not describe, as ``/route/`` with its
+    converters (``<int:asset_id>``): the pages, and routes under /api/ such as the schema and
+    the API reference. Only documented operations are left to the operation rows."""
+    routes = {"/" + route.lstrip("^").rstrip("$") for route in _patterns(get_resolver().url_patterns)}
+    return {route for route in routes if openapi_path(route) not in schema["paths"]}
+
+
+def websocket_routes() -> set[str]:
+    from exchange.routing import websocket_urlpatterns
+
+    return {"/" + str(entry.pattern) for entry in websocket_urlpatterns}
 
 
 def api_operations(schema) -> set[str]:
@@ -332,6 +411,18 @@ def schema():
 # --------------------------------------------------------------------------- the world
 
 
+def members_make(*, attestor: Membership) -> dict[str, Membership]:
+    """One membership per caller but ``anon``; ``attestor`` is the attestor's admin."""
+    return {
+        "buyer": MembershipFactory(organisation__kind=Organisation.Kind.BUYER, role=Membership.Role.TRADER),
+        "provider": MembershipFactory(organisation__kind=Organisation.Kind.PROVIDER, role=Membership.Role.PROVIDER_ADMIN),
+        "attestor": attestor,
+        "regulator": MembershipFactory(organisation__kind=Organisation.Kind.REGULATOR, role=Membership.Role.REGULATOR),
+        "viewer": MembershipFactory(organisation__kind=Organisation.Kind.OPERATOR, role=Membership.Role.VIEWER),
+        "other": MembershipFactory(organisation__kind=Organisation.Kind.BUYER, role=Membership.Role.TRADER),
+    }
+
+
 @pytest.fixture
 def world(catalogue, device_type, attestor_key):
     """One of each caller, and one object of each kind owned by the buyer or the provider."""
@@ -339,14 +430,7 @@ def world(catalogue, device_type, attestor_key):
     from marketplace.models import Attestation
 
     FeeTier.objects.get_or_create(code="standard", defaults=dict(name="Standard", maker_bps=2, taker_bps=5, is_default=True))
-    members = {
-        "buyer": MembershipFactory(organisation__kind=Organisation.Kind.BUYER, role=Membership.Role.TRADER),
-        "provider": MembershipFactory(organisation__kind=Organisation.Kind.PROVIDER, role=Membership.Role.PROVIDER_ADMIN),
-        "attestor": attestor_key[0].organisation.memberships.get(),
-        "regulator": MembershipFactory(organisation__kind=Organisation.Kind.REGULATOR, role=Membership.Role.REGULATOR),
-        "viewer": MembershipFactory(organisation__kind=Organisation.Kind.OPERATOR, role=Membership.Role.VIEWER),
-        "other": MembershipFactory(organisation__kind=Organisation.Kind.BUYER, role=Membership.Role.TRADER),
-    }
+    members = members_make(attestor=attestor_key[0].organisation.memberships.get())
     instrument = make_instrument()
     period = list_capacity(organisation=members["provider"].organisation, instrument=instrument, scu_h=1000)
     ledger.deposit(organisation=members["buyer"].organisation, amount_fen=1_000_000_00)
@@ -434,11 +518,12 @@ def bodies(members) -> dict[str, dict]:
     }
 
 
-def call(world, actor: str, key: str) -> int:
+def call(world, actor: str, key: str, *, api: bool) -> int:
+    """``key`` as ``actor``: an API operation (``api``) with its token, anything else with its session."""
     members, tokens, ids = world
     method, route = key.split(" ", 1)
     url = fill(route, ids)
-    if route.startswith("/api/"):
+    if api:
         client = APIClient()
         if actor != "anon":
             client.credentials(HTTP_AUTHORIZATION=f"Token {tokens[actor]}")
@@ -455,24 +540,159 @@ def call(world, actor: str, key: str) -> int:
     return response.status_code
 
 
+@pytest.fixture
+def edge_world(attestor):
+    """For requests through the ASGI application, whose sockets read the database on connections
+    of their own: each caller committed (the test is transactional), with a token and a session.
+    ``tokens`` also holds the buyer's and the regulator's tokens ``without read`` (``trade``; ``supervise``)."""
+    members = members_make(attestor=attestor)
+    tokens = {name: token_create(membership=m, name="matrix", scopes=list(SCOPES[name]))[1] for name, m in members.items()}
+    for name, scope in (("buyer", "trade"), ("regulator", "supervise")):
+        tokens[f"{name} without read"] = token_create(membership=members[name], name="no read", scopes=[scope])[1]
+    sessions = {}
+    for name, member in members.items():
+        client = Client()
+        client.force_login(member.user)
+        sessions[name] = client.cookies[settings.SESSION_COOKIE_NAME].value
+    return members, tokens, sessions
+
+
+SAME_SITE, CROSS_SITE = (b"origin", b"http://127.0.0.1"), (b"origin", b"http://evil.example")
+
+
+def ws_attempts(world, expected: dict):
+    """(who, query string, headers, expected outcome) for one WebSocket row."""
+    _, tokens, sessions = world
+
+    def cookie(actor):
+        return (b"cookie", f"{settings.SESSION_COOKIE_NAME}={sessions[actor]}".encode())
+
+    for actor in ACTORS:
+        yield (f"{actor} (session)", "", [SAME_SITE] + ([cookie(actor)] if actor != "anon" else []),
+               expected["session"][actor])
+        yield f"{actor} (token)", f"?token={tokens[actor]}" if actor != "anon" else "", [], expected["token"][actor]
+    yield "bad token", "?token=cx_nobody_issued", [], expected["bad token"]
+    for who in ("buyer without read", "regulator without read"):
+        yield who, f"?token={tokens[who]}", [], expected[who]
+    yield "cross-site", "", [CROSS_SITE, cookie("regulator")], expected["cross-site"]
+
+
+async def ws_open(route: str, query: str, headers: list):
+    """OPEN, REFUSED or the close code a WebSocket to ``route`` gets as it opens."""
+    socket = WebsocketCommunicator(application, route + query, headers=headers)
+    connected, _ = await socket.connect(timeout=5)
+    if not connected:
+        return REFUSED
+    # A consumer takes one message at a time: by the time it has taken the client's disconnect,
+    # whatever its connect decided (a close and its code) is in the output.
+    await socket.disconnect(timeout=5)
+    while not socket.output_queue.empty():
+        message = socket.output_queue.get_nowait()
+        if message["type"] == "websocket.close":
+            return message.get("code", 1000)
+    return OPEN
+
+
+@pytest.fixture
+def order_world(edge_world):
+    """``edge_world`` with an instrument, funds for every organisation that may trade, and the
+    fast route's extra tokens."""
+    from exchange.models import FeeTier
+
+    members, tokens, _ = edge_world
+    FeeTier.objects.get_or_create(code="standard", defaults=dict(name="Standard", maker_bps=2, taker_bps=5, is_default=True))
+    instrument = make_instrument()
+    for name in ("buyer", "provider", "attestor", "other"):
+        ledger.deposit(organisation=members[name].organisation, amount_fen=1_000_000_00)
+    tokens = {**tokens, "bad token": "cx_nobody_issued",
+              "buyer read-only": token_create(membership=members["buyer"], name="read", scopes=["read"])[1],
+              "attestor trading": token_create(membership=members["attestor"], name="trade", scopes=["read", "trade"])[1]}
+    return instrument, tokens
+
+
+def order_body(path: str, instrument, client_order_id: str) -> dict:
+    """One buy order the caller can pay for, alone or as a batch of one, as ``path`` takes it."""
+    order = {"instrument": instrument.code, "side": "buy", "price": "19.00", "qty": 1, "client_order_id": client_order_id}
+    return {"orders": [order]} if fastpath.PATHS[path] == "batch" else order
+
+
+def order_outcome(status: int, body: dict) -> str:
+    """``201``, ``403 scope_missing``, or for a batch ``200`` and each order's status or refusal."""
+    if status >= 400:
+        return f"{status} {body.get('code')}"
+    if "results" in body:
+        return f"{status} " + ",".join(r["code"] if r["status"] == "rejected" else r["status"] for r in body["results"])
+    return str(status)
+
+
+def drf_order(path: str, body: dict, token: str | None) -> str:
+    client = APIClient()
+    if token is not None:
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    response = client.post(path, body, format="json")
+    return order_outcome(response.status_code, response.json())
+
+
 # --------------------------------------------------------------------------- the tests
 
 
 def test_every_endpoint_has_a_row(schema):
     """An endpoint without a row is an endpoint nobody decided access for."""
-    api_rows = {key for key in TABLE if " /api/" in key}
-    assert api_operations(schema) - api_rows == set(), "API operations without a row"
-    assert api_rows - api_operations(schema) == set(), "rows for API operations that no longer exist"
-    page_rows = {key.split(" ", 1)[1] for key in TABLE if " /api/" not in key}
-    assert page_routes() - page_rows == set(), "pages without a row"
-    assert page_rows - page_routes() == set(), "rows for pages that no longer exist"
+    operations = api_operations(schema)
+    assert operations - TABLE.keys() == set(), "API operations without a row"
+    page_rows = {key.split(" ", 1)[1] for key in TABLE if key not in operations}
+    assert page_routes(schema) - page_rows == set(), "pages without a row"
+    assert page_rows - page_routes(schema) == set(), "rows for pages or API operations that no longer exist"
+    assert websocket_routes() - WS_TABLE.keys() == set(), "WebSocket routes without a row"
+    assert WS_TABLE.keys() - websocket_routes() == set(), "rows for WebSocket routes that no longer exist"
+    assert FAST_TABLE.keys() == fastpath.PATHS.keys(), "the fast order route's paths and FAST_TABLE differ"
 
 
-def test_who_may_call_what(world):
+def test_who_may_call_what(world, schema):
+    operations = api_operations(schema)
     wrong = []
     for key, expected in TABLE.items():
         for actor in ACTORS:
-            status = call(world, actor, key)
+            status = call(world, actor, key, api=key in operations)
             if status != expected[actor]:
                 wrong.append(f"{key} as {actor}: {status}, expected {expected[actor]}")
+    assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_who_may_open_which_websocket(edge_world, asgi_closed):
+    wrong = []
+    for route, expected in WS_TABLE.items():
+        for who, query, headers, outcome in ws_attempts(edge_world, expected):
+            got = await ws_open(route, query, headers)
+            if got != outcome:
+                wrong.append(f"{route} as {who}: {got}, expected {outcome}")
+    assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_who_may_place_orders_on_the_fast_route(order_world, asgi_closed, monkeypatch):
+    instrument, tokens = order_world
+    to_django = order_entry.fallback
+    served = []
+
+    async def fallback(scope, receive, send):
+        served.append("django")
+        return await to_django(scope, receive, send)
+
+    monkeypatch.setattr(order_entry, "fallback", fallback)
+    wrong = []
+    for path, expected in FAST_TABLE.items():
+        for who in FAST_CALLERS:
+            served.clear()
+            status, reply = await asgi_request("POST", path, order_body(path, instrument, f"{who}, asgi, {path}"),
+                                               tokens.get(who))
+            got = f"{served[0] if served else 'fast'} {order_outcome(status, reply)}"
+            drf = await sync_to_async(drf_order)(path, order_body(path, instrument, f"{who}, drf, {path}"), tokens.get(who))
+            if got != expected[who]:
+                wrong.append(f"{path} as {who}: {got}, expected {expected[who]}")
+            if drf != got.split(" ", 1)[1]:
+                wrong.append(f"{path} as {who}: {got} but {drf} from the DRF view")
     assert not wrong, "\n".join(wrong)

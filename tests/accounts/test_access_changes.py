@@ -6,7 +6,6 @@ the change). Every combination is refused and changes nothing: no order, no amen
 cancel command, no hold — and after a move, nothing is charged to the old organisation.
 """
 
-import asyncio
 import json
 from dataclasses import dataclass
 
@@ -23,6 +22,7 @@ from exchange.asgi import application
 from exchange.models import FeeTier, InboxCommand, Order
 from exchange.services import order_place
 from rest_framework.test import APIClient
+from tests.asgi import asgi_request
 from tests.exchange.conftest import make_instrument
 from tests.factories import MembershipFactory, OrganisationFactory
 
@@ -105,28 +105,6 @@ def action_body(world: World, action: str) -> dict:
 
 
 # --------------------------------------------------------------------------- paths
-
-
-async def asgi_request(method: str, path: str, body: dict | None, token: str) -> tuple[int, dict]:
-    """One HTTP request through the project's ASGI application, as uvicorn would send it."""
-    sent = []
-    raw = json.dumps(body).encode() if body is not None else b""
-    scope = {"type": "http", "method": method, "path": path, "query_string": b"", "asgi": {"version": "3.0"},
-             "headers": [(b"authorization", f"Token {token}".encode()), (b"content-type", b"application/json"),
-                         (b"content-length", str(len(raw)).encode()), (b"host", b"localhost")]}
-    messages = [{"type": "http.request", "body": raw, "more_body": False}]
-
-    async def receive():
-        if messages:
-            return messages.pop(0)
-        await asyncio.Event().wait()  # the client stays until the answer (Django stops on a disconnect)
-
-    async def send(message):
-        sent.append(message)
-
-    await application(scope, receive, send)
-    payload = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return sent[0]["status"], json.loads(payload) if payload else {}
 
 
 class FastPath:
