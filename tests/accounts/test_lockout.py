@@ -74,7 +74,7 @@ def test_concurrent_wrong_passwords_each_count(settings):
 
     from accounts import lockout
 
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+    settings.CACHES = {"default": {"BACKEND": "exchange.cache.SharedPoolRedisCache",
                                    "LOCATION": settings.REDIS_URL, "KEY_PREFIX": f"t{uuid.uuid4().hex[:8]}"}}
     settings.SIGN_IN_MAX_FAILURES = 10_000
     threads, per_thread = 8, 50

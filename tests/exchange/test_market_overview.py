@@ -191,7 +191,7 @@ def test_the_overview_renders_without_its_cache(client, four, settings, caplog):
     from tests.processes import free_port
 
     settings.MARKET_OVERVIEW_CACHE_SECONDS = 60
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+    settings.CACHES = {"default": {"BACKEND": "exchange.cache.SharedPoolRedisCache",
                                    "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
                                    "OPTIONS": {"socket_connect_timeout": 1}}}
     for url in ("/", "/markets/", f"/markets/{four['busy'].code}/"):
@@ -259,3 +259,44 @@ def test_the_terminal_keeps_its_24h_figures_for_the_window_and_its_state_never(c
     assert 'data-state="halted"' in page
     settings.MARKET_OVERVIEW_CACHE_SECONDS = 0
     assert field(client.get(f"/markets/{busy.code}/").content.decode(), "24 h volume") == "15"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_pages_under_asgi_share_one_redis_connection_pool(four, settings):
+    """Under ASGI every request is a context of its own, and Django builds a cache backend per
+    context: the pages' cache reads must still share one pool, not open a connection each."""
+    import asyncio
+
+    from exchange import cache as shared
+    from exchange.asgi import application
+
+    import uuid
+
+    settings.MARKET_OVERVIEW_CACHE_SECONDS = 60
+    settings.CACHES = {"default": {"BACKEND": "exchange.cache.SharedPoolRedisCache", "LOCATION": settings.REDIS_URL,
+                                   "KEY_PREFIX": f"t{uuid.uuid4().hex[:8]}"}}
+
+    async def page(path: str) -> int:
+        sent = []
+        scope = {"type": "http", "method": "GET", "path": path, "query_string": b"", "asgi": {"version": "3.0"},
+                 "headers": [(b"host", b"localhost")]}
+        messages = [{"type": "http.request", "body": b"", "more_body": False}]
+
+        async def receive():
+            if messages:
+                return messages.pop(0)
+            await asyncio.Event().wait()
+
+        async def send(message):
+            sent.append(message)
+
+        await application(scope, receive, send)
+        return sent[0]["status"]
+
+    async def readers() -> list[int]:
+        return [await page(path) for _ in range(10) for path in ("/markets/", f"/markets/{four['busy'].code}/")]
+
+    assert set(asyncio.run(readers())) == {200}
+    pools = [pool for (server, _), pool in shared._pools.items() if server == settings.REDIS_URL]
+    # One pool for the twenty answers, and no more connections than were in use at once.
+    assert len(pools) == 1 and pools[0]._created_connections <= 2
