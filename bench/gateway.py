@@ -4,8 +4,9 @@
 
 Set-up (not timed): a throw-away database (bench/lib/harness.py), one continuous
 instrument (reference 20.00 CNY, band ±10 %), 32 funded buyer organisations and 32
-providers with 10⁹ SCU·h listed, one API token each (scopes read + trade); two
-``python -m exchange.serve`` processes sharing a free port (SO_REUSEPORT). The engine is
+providers with 10⁹ SCU·h listed, one API token each (scopes read + trade);
+``WEB_PROCESSES`` (2 unless set, as ``make run``) ``python -m exchange.serve`` processes
+sharing a free port (SO_REUSEPORT). The engine is
 not running for the figures (order entry only, as in STACK.md), so orders wait in the inbox.
 
 Every order is token-authenticated, passes every check of ``cx_place_orders`` (token,

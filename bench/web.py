@@ -3,8 +3,8 @@
     .venv/bin/python bench/web.py [--loads 10] [--readers 50] [--duration 20]
 
 Set-up (not timed): a throw-away database (bench/lib/harness.py) with the demo data
-(``manage.py seed_demo`` in demo mode; ``collectstatic``), then what ``make run`` starts — two web processes,
-the engine, the settlement and surveillance runners, and the market simulator — until the
+(``manage.py seed_demo`` in demo mode; ``collectstatic``), then what ``make run`` starts — ``WEB_PROCESSES`` web processes (2 unless
+set), the engine, the settlement and surveillance runners, and the market simulator — until the
 simulator has traded for a while. The terminal measured is the instrument with the most
 trades.
 
