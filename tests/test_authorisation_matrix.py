@@ -399,13 +399,17 @@ def api_operations(schema) -> set[str]:
     return {f"{method.upper()} {path}" for path, operations in schema["paths"].items() for method in operations}
 
 
-@pytest.fixture(scope="module")
-def schema():
+def openapi_document() -> dict:
     import json
 
     from drf_spectacular.generators import SchemaGenerator
 
     return json.loads(json.dumps(SchemaGenerator().get_schema(request=None, public=True), default=str))
+
+
+@pytest.fixture(scope="module")
+def schema():
+    return openapi_document()
 
 
 # --------------------------------------------------------------------------- the world
