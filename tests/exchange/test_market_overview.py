@@ -266,35 +266,18 @@ def test_pages_under_asgi_share_one_redis_connection_pool(four, settings):
     """Under ASGI every request is a context of its own, and Django builds a cache backend per
     context: the pages' cache reads must still share one pool, not open a connection each."""
     import asyncio
+    import uuid
 
     from exchange import cache as shared
-    from exchange.asgi import application
-
-    import uuid
+    from tests.asgi import asgi_call
 
     settings.MARKET_OVERVIEW_CACHE_SECONDS = 60
     settings.CACHES = {"default": {"BACKEND": "exchange.cache.SharedPoolRedisCache", "LOCATION": settings.REDIS_URL,
                                    "KEY_PREFIX": f"t{uuid.uuid4().hex[:8]}"}}
 
-    async def page(path: str) -> int:
-        sent = []
-        scope = {"type": "http", "method": "GET", "path": path, "query_string": b"", "asgi": {"version": "3.0"},
-                 "headers": [(b"host", b"localhost")]}
-        messages = [{"type": "http.request", "body": b"", "more_body": False}]
-
-        async def receive():
-            if messages:
-                return messages.pop(0)
-            await asyncio.Event().wait()
-
-        async def send(message):
-            sent.append(message)
-
-        await application(scope, receive, send)
-        return sent[0]["status"]
-
     async def readers() -> list[int]:
-        return [await page(path) for _ in range(10) for path in ("/markets/", f"/markets/{four['busy'].code}/")]
+        return [(await asgi_call("GET", path))[0] for _ in range(10)
+                for path in ("/markets/", f"/markets/{four['busy'].code}/")]
 
     assert set(asyncio.run(readers())) == {200}
     pools = [pool for (server, _), pool in shared._pools.items() if server == settings.REDIS_URL]

@@ -1,8 +1,6 @@
 """One answer whatever the path: the fast ASGI route, the DRF views and WebSocket commands
 give the same body, the same refusals and the same codes for the same order."""
 
-import asyncio
-import json
 from datetime import timedelta
 
 import pytest
@@ -15,6 +13,7 @@ from django.utils import timezone
 from exchange import ledger
 from exchange.asgi import application
 from exchange.models import Instrument, Order
+from tests.asgi import asgi_json
 from tests.conftest import token_client
 from tests.exchange.conftest import list_capacity, make_instrument
 
@@ -46,32 +45,6 @@ def market(buyer, provider, state=Instrument.State.CONTINUOUS):
     return instrument, token_client(buyer), token_client(provider, scopes=("read", "trade", "provide"))
 
 
-async def asgi_post(path: str, body, token: str, headers=()) -> tuple[int, dict, dict]:
-    """POST through the ASGI application as uvicorn would: with a token and no
-    Idempotency-Key this is the fast route, otherwise Django."""
-    sent, raw = [], json.dumps(body).encode()
-    scope = {"type": "http", "method": "POST", "path": path, "raw_path": path.encode(), "root_path": "",
-             "scheme": "http", "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 5000),
-             "headers": [(b"host", b"127.0.0.1"), (b"authorization", f"Token {token}".encode()),
-                         (b"content-type", b"application/json"),
-                         (b"content-length", str(len(raw)).encode()), *headers],
-             "query_string": b"", "asgi": {"version": "3.0"}, "http_version": "1.1"}
-    messages = [{"type": "http.request", "body": raw, "more_body": False}]
-
-    async def receive():
-        if messages:
-            return messages.pop(0)
-        await asyncio.Event().wait()  # the client stays until answered (Django aborts on a disconnect)
-
-    async def send(message):
-        sent.append(message)
-
-    await application(scope, receive, send)
-    start = sent[0]
-    body_bytes = b"".join(m.get("body", b"") for m in sent[1:])
-    return start["status"], json.loads(body_bytes), {k.decode().lower(): v.decode() for k, v in start["headers"]}
-
-
 def drf_get(client, path):
     response = client.get(path)
     assert response.status_code == 200, response.content
@@ -100,7 +73,7 @@ async def test_the_fast_route_answers_an_order_exactly_as_the_order_reads_afterw
     if body.get("tif") == "GTD":
         body["expires_at"] = (timezone.now() + timedelta(hours=3)).isoformat()
 
-    status, fast, headers = await asgi_post("/api/v1/orders/", {**body, "client_order_id": "fast"}, client.raw_token)
+    status, fast, headers = await asgi_json("POST", "/api/v1/orders/", {**body, "client_order_id": "fast"}, client.raw_token)
     assert status == 201 and "idempotent-replay" not in headers, fast
     stored = await sync_to_async(drf_get)(client, f"/api/v1/orders/{fast['id']}/")
     assert fast == stored  # every field, value and format, from the one statement's results
@@ -111,7 +84,7 @@ async def test_the_fast_route_answers_an_order_exactly_as_the_order_reads_afterw
     differ = {"id", "client_order_id", "created_at", "updated_at"}
     assert {k: v for k, v in fast.items() if k not in differ} == {k: v for k, v in slow.items() if k not in differ}
 
-    status, duplicate, _ = await asgi_post("/api/v1/orders/", {**body, "client_order_id": "fast"}, client.raw_token)
+    status, duplicate, _ = await asgi_json("POST", "/api/v1/orders/", {**body, "client_order_id": "fast"}, client.raw_token)
     assert status == 200 and duplicate == stored
     status, drf_duplicate = await sync_to_async(drf_post)(client, "/api/v1/orders/", {**body, "client_order_id": "fast"})
     assert status == 200 and drf_duplicate == duplicate
@@ -121,11 +94,11 @@ async def test_a_token_order_with_an_idempotency_key_through_asgi_is_placed_once
     instrument, buyer_api, _ = await market(buyer, provider)
     body = {"instrument": instrument.code, "side": "buy", "price": "20.00", "qty": 1}
     key = [(b"idempotency-key", b"asgi-1")]
-    status, first, _ = await asgi_post("/api/v1/orders/", body, buyer_api.raw_token, key)
+    status, first, _ = await asgi_json("POST", "/api/v1/orders/", body, buyer_api.raw_token, key)
     assert status == 201, first
-    status, again, headers = await asgi_post("/api/v1/orders/", body, buyer_api.raw_token, key)
+    status, again, headers = await asgi_json("POST", "/api/v1/orders/", body, buyer_api.raw_token, key)
     assert status == 201 and again == first and headers.get("idempotent-replay") == "true"
-    status, other, _ = await asgi_post("/api/v1/orders/", {**body, "qty": 2}, buyer_api.raw_token, key)
+    status, other, _ = await asgi_json("POST", "/api/v1/orders/", {**body, "qty": 2}, buyer_api.raw_token, key)
     assert status == 409 and other["code"] == "idempotency_key_reused"
     assert await Order.objects.acount() == 1
 
@@ -142,7 +115,7 @@ async def test_a_batch_whose_credentials_no_longer_hold_is_refused_whole_on_both
     batch = {"orders": [{"instrument": instrument.code, "side": "buy", "price": "20.00", "qty": 1},
                         {"instrument": instrument.code, "side": "sell", "price": "oops", "qty": 1}]}
     # Warm the fast route's token cache: the credential dies after the route first saw it.
-    status, _, _ = await asgi_post("/api/v1/orders/batch/", {"orders": batch["orders"][:1]}, buyer_api.raw_token)
+    status, _, _ = await asgi_json("POST", "/api/v1/orders/batch/", {"orders": batch["orders"][:1]}, buyer_api.raw_token)
     assert status == 200
     if credential == "deactivated":
         await User.objects.filter(pk=buyer.user_id).aupdate(is_active=False)
@@ -150,11 +123,11 @@ async def test_a_batch_whose_credentials_no_longer_hold_is_refused_whole_on_both
         change = {"revoked": {"revoked_at": timezone.now()}, "expired": {"expires_at": timezone.now()},
                   "read_only": {"scopes": ["read"]}}[credential]
         await ApiToken.objects.filter(membership=buyer).aupdate(**change)
-    status, fast, _ = await asgi_post("/api/v1/orders/batch/", batch, buyer_api.raw_token)
+    status, fast, _ = await asgi_json("POST", "/api/v1/orders/batch/", batch, buyer_api.raw_token)
     assert status == http_status and fast["code"] == code, fast
     status, drf = await sync_to_async(drf_post)(buyer_api, "/api/v1/orders/batch/", batch)
     assert status == http_status, drf
-    status, keyed, _ = await asgi_post("/api/v1/orders/batch/", batch, buyer_api.raw_token, [(b"idempotency-key", b"b")])
+    status, keyed, _ = await asgi_json("POST", "/api/v1/orders/batch/", batch, buyer_api.raw_token, [(b"idempotency-key", b"b")])
     assert status == http_status
     assert await Order.objects.acount() == 1
 
@@ -164,11 +137,11 @@ async def test_a_batch_whose_credentials_no_longer_hold_is_refused_whole_on_both
 async def test_ioc_and_fok_are_refused_at_entry_during_an_auction_on_every_path(buyer, provider, state, tif):
     instrument, buyer_api, _ = await market(buyer, provider, state=state)
     order = {"instrument": instrument.code, "side": "buy", "price": "20.00", "qty": 1, "tif": tif}
-    status, fast, _ = await asgi_post("/api/v1/orders/", order, buyer_api.raw_token)
+    status, fast, _ = await asgi_json("POST", "/api/v1/orders/", order, buyer_api.raw_token)
     assert status == 409 and fast["code"] == "auction_in_progress", fast
     status, drf = await sync_to_async(drf_post)(buyer_api, "/api/v1/orders/", order)
     assert status == 409 and drf["code"] == "auction_in_progress"
-    status, batch, _ = await asgi_post("/api/v1/orders/batch/", {"orders": [order, {**order, "tif": "GTC"}]},
+    status, batch, _ = await asgi_json("POST", "/api/v1/orders/batch/", {"orders": [order, {**order, "tif": "GTC"}]},
                                        buyer_api.raw_token)
     assert status == 200 and [r["status"] for r in batch["results"]] == ["rejected", "accepted"]
     assert batch["results"][0]["code"] == "auction_in_progress"
@@ -212,7 +185,7 @@ async def test_a_batch_answers_the_same_results_on_the_fast_route_and_through_dr
             {"instrument": instrument.code, "side": "buy", "price": "20.00", "qty": 1, "client_order_id": f"{tag}-1"},
         ]}
 
-    status, fast, _ = await asgi_post("/api/v1/orders/batch/", batch("fast"), buyer_api.raw_token)
+    status, fast, _ = await asgi_json("POST", "/api/v1/orders/batch/", batch("fast"), buyer_api.raw_token)
     assert status == 200
     status, slow = await sync_to_async(drf_post)(buyer_api, "/api/v1/orders/batch/", batch("drf"))
     assert status == 200

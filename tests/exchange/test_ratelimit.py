@@ -4,6 +4,7 @@ import pytest
 
 from exchange.models import Order
 from exchange.ratelimit import Throttled, TokenBuckets, parse_rate
+from tests.asgi import asgi_json
 from tests.exchange.test_live import connect, market_setup, post
 
 
@@ -88,27 +89,12 @@ async def test_the_fast_route_refuses_orders_over_the_tokens_budget(buyer, provi
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.asyncio
 async def test_the_fast_route_answers_429_with_retry_after(buyer, provider, settings, asgi_closed):
-    from exchange.asgi import application
-
     settings.THROTTLE_ORDERS = "1/min"
     instrument, _, buyer_api, _ = await market_setup(buyer, provider)
-    sent = []
-    body = f'{{"instrument": "{instrument.code}", "side": "buy", "price": "19.00", "qty": 1}}'.encode()
-    for _ in range(2):
-        messages = [{"type": "http.request", "body": body, "more_body": False}]
-        scope = {"type": "http", "method": "POST", "path": "/api/v1/orders/", "query_string": b"", "headers": [
-            (b"authorization", f"Token {buyer_api.raw_token}".encode()), (b"content-type", b"application/json")]}
-
-        async def receive():
-            return messages.pop(0) if messages else {"type": "http.disconnect"}
-
-        async def send(message):
-            sent.append(message)
-
-        await application(scope, receive, send)
-    starts = [m for m in sent if m["type"] == "http.response.start"]
-    assert [m["status"] for m in starts] == [201, 429]
-    assert dict(starts[1]["headers"])[b"retry-after"] == b"60"
+    order = {"instrument": instrument.code, "side": "buy", "price": "19.00", "qty": 1}
+    answers = [await asgi_json("POST", "/api/v1/orders/", order, buyer_api.raw_token) for _ in range(2)]
+    assert [status for status, _, _ in answers] == [201, 429]
+    assert answers[1][2]["retry-after"] == "60"
 
 
 @pytest.mark.django_db(transaction=True)
