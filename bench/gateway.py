@@ -248,7 +248,7 @@ def main() -> None:
         from bench.lib.market import market_create
 
         market = market_create(instruments=1, buyers=32, providers=32)
-        env.start_web(int(os.environ.get("WEB_PROCESSES", "2")))
+        env.start_web()
 
         if not args.skip_engine_pass:
             env.start_engine()

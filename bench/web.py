@@ -147,7 +147,7 @@ def main() -> None:
         for command in (["collectstatic", "--noinput"], ["seed_demo"]):  # as make run does
             subprocess.run([PYTHON, "manage.py", *command], cwd=REPO, env=env.env, check=True, stdout=subprocess.DEVNULL)
         log(f"[web] demo data seeded in {time.monotonic() - started:.1f} s")
-        port = env.start_web(int(os.environ.get("WEB_PROCESSES", "2")))
+        port = env.start_web()
         env.start_engine()
         for name in ("run_settlement", "run_surveillance"):
             env.spawn(name, [PYTHON, "manage.py", name] + (["--shard", "0/1"] if name == "run_settlement" else []))

@@ -270,8 +270,11 @@ class Environment:
         self.children[name] = child
         return child
 
-    def start_web(self, processes: int = 2) -> int:
-        """``python -m exchange.serve`` × ``processes`` on one free port; wait until every one listens."""
+    def start_web(self, processes: int | None = None) -> int:
+        """``python -m exchange.serve`` × ``processes`` on one free port (by default ``WEB_PROCESSES``,
+        2 unless set, as ``make run`` starts); wait until every one listens."""
+        if processes is None:
+            processes = int(os.environ.get("WEB_PROCESSES", "2"))
         port = self.web_port = free_port()
         for i in range(processes):
             self.spawn(f"web-{i + 1}", [PYTHON, "-m", "exchange.serve", "--host", "127.0.0.1", "--port", str(port)])
