@@ -195,78 +195,51 @@ def test_every_console_page_with_real_data(web, page, regulator, fee_tier, sla_s
     expect(page.locator("[data-field=open_disputes]")).to_have_text("1")
     shots = [screenshot(page, "overview")]
 
-    page.goto(f"{web}/supervision/participants/")
-    expect(page.locator("body")).to_contain_text("Harbin Render Works")
-    shots.append(screenshot(page, "participants"))
+    def shot(path: str, name: str, check) -> None:
+        """Open a console page, wait for what shows it has its data, and keep its screenshot."""
+        page.goto(f"{web}{path}")
+        check()
+        shots.append(screenshot(page, name))
 
-    page.goto(f"{web}/supervision/instruments/")
-    expect(page.locator("#instruments tr[data-instrument]").first).to_be_visible()
-    shots.append(screenshot(page, "instruments"))
-
-    page.goto(f"{web}/supervision/alerts/")
-    expect(page.locator("table.alerts tbody tr")).to_have_count(min(Alert.objects.count(), 25))
-    shots.append(screenshot(page, "alerts"))
-    page.goto(f"{web}/supervision/alerts/{spoofing.id}/")
-    expect(page.locator("h1")).to_contain_text("Spoofing and layering")
-    shots.append(screenshot(page, "alert-evidence"))
-
-    page.goto(f"{web}/supervision/rules/")
-    expect(page.locator("body")).to_contain_text("Withholding")
-    shots.append(screenshot(page, "rules"))
-
-    page.goto(f"{web}/supervision/audit/")
-    expect(page.locator("table tbody tr").first).to_be_visible()
-    shots.append(screenshot(page, "audit"))
-
-    page.goto(f"{web}/supervision/replay/?instrument={spoofing.instrument.code}")
-    expect(page.locator("#replay-result .verdict")).to_contain_text("Fills reproduce exactly")
-    shots.append(screenshot(page, "replay"))
-
-    page.goto(f"{web}/supervision/provenance/?chain=1")
-    expect(page.locator(".verdict")).to_contain_text("Intact")
-    shots.append(screenshot(page, "provenance"))
-
+    shot("/supervision/participants/", "participants",
+         lambda: expect(page.locator("body")).to_contain_text("Harbin Render Works"))
+    shot("/supervision/instruments/", "instruments",
+         lambda: expect(page.locator("#instruments tr[data-instrument]").first).to_be_visible())
+    shot("/supervision/alerts/", "alerts",
+         lambda: expect(page.locator("table.alerts tbody tr")).to_have_count(min(Alert.objects.count(), 25)))
+    shot(f"/supervision/alerts/{spoofing.id}/", "alert-evidence",
+         lambda: expect(page.locator("h1")).to_contain_text("Spoofing and layering"))
+    shot("/supervision/rules/", "rules",
+         lambda: expect(page.locator("body")).to_contain_text("Withholding"))
+    shot("/supervision/audit/", "audit",
+         lambda: expect(page.locator("table tbody tr").first).to_be_visible())
+    shot(f"/supervision/replay/?instrument={spoofing.instrument.code}", "replay",
+         lambda: expect(page.locator("#replay-result .verdict")).to_contain_text("Fills reproduce exactly"))
+    shot("/supervision/provenance/?chain=1", "provenance",
+         lambda: expect(page.locator(".verdict")).to_contain_text("Intact"))
     first = min(market.delivery_day, timezone.localtime(market.trades["t1"].created_at).date()) - timedelta(days=1)
-    page.goto(f"{web}/supervision/statistics/?from={first}&interval=day")
-    page.locator("[data-chart] .uplot").first.wait_for()
-    shots.append(screenshot(page, "statistics"))
-
-    page.goto(f"{web}/supervision/disputes/")
-    expect(page.locator("body")).to_contain_text("interconnect was down")
-    shots.append(screenshot(page, "disputes"))
-
-    page.goto(f"{web}/supervision/instruments/{spoofing.instrument.code}/")
-    expect(page.locator("#instrument h1")).to_have_text(spoofing.instrument.code)
-    expect(page.locator("#instrument [data-field=state]")).to_have_text("Continuous trading")
-    shots.append(screenshot(page, "instrument"))
-
-    page.goto(f"{web}/supervision/instruments/classes/")
-    expect(page.locator("#groups tr[data-code=AI80]")).to_be_visible()
-    shots.append(screenshot(page, "instrument-classes"))
-
-    page.goto(f"{web}/supervision/instruments/hubs/")
-    expect(page.locator("#groups tr[data-code=NX]")).to_be_visible()
-    shots.append(screenshot(page, "instrument-hubs"))
-
-    page.goto(f"{web}/supervision/participants/owners/")
-    expect(page.locator("body")).to_contain_text("Spoof Group")
-    shots.append(screenshot(page, "owners"))
-
-    page.goto(f"{web}/supervision/participants/tiers/")
-    expect(page.locator("h1")).to_have_text("Fee tiers")
-    shots.append(screenshot(page, "fee-tiers"))
-
-    page.goto(f"{web}/supervision/participants/attestors/")
-    expect(page.locator("body")).to_contain_text("Benchmark Lab")
-    shots.append(screenshot(page, "attestors"))
+    shot(f"/supervision/statistics/?from={first}&interval=day", "statistics",
+         lambda: page.locator("[data-chart] .uplot").first.wait_for())
+    shot("/supervision/disputes/", "disputes",
+         lambda: expect(page.locator("body")).to_contain_text("interconnect was down"))
+    shot(f"/supervision/instruments/{spoofing.instrument.code}/", "instrument",
+         lambda: (expect(page.locator("#instrument h1")).to_have_text(spoofing.instrument.code),
+                  expect(page.locator("#instrument [data-field=state]")).to_have_text("Continuous trading")))
+    shot("/supervision/instruments/classes/", "instrument-classes",
+         lambda: expect(page.locator("#groups tr[data-code=AI80]")).to_be_visible())
+    shot("/supervision/instruments/hubs/", "instrument-hubs",
+         lambda: expect(page.locator("#groups tr[data-code=NX]")).to_be_visible())
+    shot("/supervision/participants/owners/", "owners",
+         lambda: expect(page.locator("body")).to_contain_text("Spoof Group"))
+    shot("/supervision/participants/tiers/", "fee-tiers",
+         lambda: expect(page.locator("h1")).to_have_text("Fee tiers"))
+    shot("/supervision/participants/attestors/", "attestors",
+         lambda: expect(page.locator("body")).to_contain_text("Benchmark Lab"))
 
     page.context.add_cookies([{"name": "django_language", "value": "zh-hans", "url": web}])
-    page.goto(f"{web}/supervision/")
-    expect(page.locator("h1").first).to_have_text("监管控制台")
-    shots.append(screenshot(page, "overview-zh"))
-    page.goto(f"{web}/supervision/alerts/{spoofing.id}/")
-    expect(page.locator("h1")).to_contain_text("幌骗与分层挂单")
-    shots.append(screenshot(page, "alert-evidence-zh"))
+    shot("/supervision/", "overview-zh", lambda: expect(page.locator("h1").first).to_have_text("监管控制台"))
+    shot(f"/supervision/alerts/{spoofing.id}/", "alert-evidence-zh",
+         lambda: expect(page.locator("h1")).to_contain_text("幌骗与分层挂单"))
 
     assert all(path.stat().st_size > 10_000 for path in shots)
     assert page.errors == []
